@@ -57,6 +57,14 @@ def write_rows_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def write_table(path: str | os.PathLike, table: "pyarrow.Table") -> None:
+    """Write an Arrow table as Parquet."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy / torch scalars
         return value.item()

@@ -1,0 +1,305 @@
+"""The one training loop behind every training stage.
+
+Read it top to bottom: pick the step's examples, split them into this process's micro-batches, forward
+under autocast, normalise the summed loss by the step's true target count (over all micro-batches and
+processes), backward, clip, set the learning rate from the budget's progress, step, then log, evaluate and
+checkpoint on their schedules, until the budget (steps, epochs, tokens or minutes) is spent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from ..params import TrainParams
+from . import checkpoint as ckpt
+from .distributed import Dist, all_reduce_sum, barrier, broadcast_flag
+from .objectives import Objective
+from .optim import build_optimizer, lr_factor, param_groups, set_lr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per logged step
+    evals: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation
+    best: dict[str, float] | None = None  # the selected evaluation (keep_best), else the last
+    summary: dict[str, float] = field(default_factory=dict)  # steps, tokens, time, throughput, memory
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32. `auto` takes bf16 where the hardware computes it natively."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if _cpu_has_bf16() else None
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class StepSampler:
+    """Which examples each optimizer step uses: epoch after epoch of seeded permutations, so the data
+    position is a pure function of (seed, step) and a resumed run reads exactly what it would have."""
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n_examples, batch_size, seed
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _epoch(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k >= epoch - 1}
+            self._cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return self._cache[epoch]
+
+    def indices(self, step: int) -> np.ndarray:
+        start, stop = step * self.batch_size, (step + 1) * self.batch_size
+        epochs = range(start // self.n, (stop - 1) // self.n + 1)
+        stream = np.concatenate([self._epoch(e) for e in epochs])
+        offset = epochs[0] * self.n
+        return stream[start - offset:stop - offset]
+
+
+class Budget:
+    """Training progress in [0, 1] and the stopping rule, for a budget in steps, epochs, tokens or minutes."""
+
+    def __init__(self, cfg: TrainParams, n_examples: int):
+        self.cfg = cfg
+        self.total_steps: int | None = None
+        if cfg.steps is not None:
+            self.total_steps = cfg.steps
+        elif cfg.epochs is not None:
+            self.total_steps = max(1, math.ceil(cfg.epochs * n_examples / cfg.batch_size))
+
+    def progress(self, step: int, tokens: int, seconds: float) -> float:
+        if self.total_steps is not None:
+            return step / self.total_steps
+        if self.cfg.tokens is not None:
+            return tokens / self.cfg.tokens
+        return seconds / (self.cfg.minutes * 60)
+
+    def done(self, step: int, tokens: int, seconds: float) -> bool:
+        return self.progress(step, tokens, seconds) >= 1.0
+
+
+def train(
+    objective: Objective,
+    cfg: TrainParams,
+    *,
+    lr: float,
+    seed: int,
+    dist_info: Dist,
+    tracker: Any = None,
+    checkpoint_dir: Path | None = None,
+    keep_best: bool = False,
+    lr_scale: Callable[[str], float] | None = None,
+    on_step: Callable[[int, Objective], None] | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train `objective.model` in place; returns the history, evaluations and a summary.
+
+    keep_best: restore the weights of the best evaluation (by objective.select_metric) at the end.
+    on_step(step, objective): called before each step (gradual unfreezing changes requires_grad there).
+    """
+    device = dist_info.device
+    world = dist_info.world
+    micro = cfg.micro_batch_size or cfg.batch_size // world
+    if cfg.batch_size % (micro * world):
+        raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {micro} x {world} processes")
+    autocast_dtype = resolve_precision(cfg.precision, device)
+    torch.manual_seed(seed)
+    objective.to(device)
+    optimizer = build_optimizer(param_groups(objective.model, lr, cfg.weight_decay, lr_scale), cfg, device)
+    budget = Budget(cfg, objective.train_size)
+    sampler = StepSampler(objective.train_size, cfg.batch_size, seed)
+
+    state: dict[str, Any] = {"step": 0, "tokens": 0, "seconds": 0.0, "history": [], "evals": [],
+                             "best": None, "best_weights": None, "bad_evals": 0}
+    resumed = ckpt.load(checkpoint_dir) if checkpoint_dir and cfg.checkpoint_every else None
+    if resumed is not None:
+        objective.model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        ckpt.set_rng_state(resumed["rng"])
+        state.update(resumed["loop"])
+        log.info("%s: resumed from step %d (%s)", desc, state["step"], checkpoint_dir)
+
+    runner: torch.nn.Module = objective
+    if dist_info.enabled:
+        runner = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        runner = torch.compile(runner)
+
+    def autocast():
+        if autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+
+    def evaluate() -> dict[str, float]:
+        objective.eval()
+        sums: dict[str, torch.Tensor] = {}
+        with torch.no_grad(), autocast():
+            for i, batch in enumerate(objective.eval_batches(max(micro, 2 * micro), dist_info.rank, world)):
+                if cfg.eval_batches is not None and i >= cfg.eval_batches:
+                    break
+                out = runner(_to(batch, device))
+                for key, value in out.items():
+                    sums[key] = sums.get(key, 0) + value.detach().double()
+        objective.train()
+        for key in sums:
+            sums[key] = all_reduce_sum(sums[key], dist_info).cpu()
+        return objective.metrics({k: v.item() if v.numel() == 1 else v.numpy() for k, v in sums.items()})
+
+    total = budget.total_steps
+    bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not dist_info.is_main, dynamic_ncols=True,
+               unit="step", mininterval=1.0)
+    window = {"loss_sum": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0}
+    epoch_steps = max(1, objective.train_size // cfg.batch_size)
+    stop = False
+    objective.train()
+    start_time = time.perf_counter() - state["seconds"]
+    while not stop:
+        step = state["step"]
+        if on_step is not None:
+            on_step(step, objective)
+        step_start = time.perf_counter()
+        factor = lr_factor(budget.progress(step, state["tokens"], state["seconds"]), cfg)
+        current_lr = set_lr(optimizer, factor)
+
+        indices = sampler.indices(step)
+        per_rank = cfg.batch_size // world
+        mine = indices[dist_info.rank * per_rank:(dist_info.rank + 1) * per_rank]
+        batches = [objective.train_batch(mine[i:i + micro], step, seed) for i in range(0, len(mine), micro)]
+        counts = torch.tensor([sum(objective.count_targets(b) for b in batches),
+                               sum(objective.count_tokens(b) for b in batches)], dtype=torch.float64)
+        step_targets, step_tokens = all_reduce_sum(counts, dist_info).tolist()
+        # DDP averages gradients over processes; scaling by `world` turns that average back into a sum.
+        scale = world / max(step_targets, 1.0)
+        loss_sum = 0.0
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or not dist_info.enabled else runner.no_sync()
+            with sync:
+                with autocast():
+                    out = runner(_to(batch, device))
+                (out["loss_sum"] * scale).backward()
+            loss_sum += out["loss_sum"].item()
+        if cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(objective.model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        state["step"] = step = step + 1
+        state["tokens"] += int(step_tokens)
+        step_seconds = time.perf_counter() - step_start
+        window["loss_sum"] += loss_sum
+        window["targets"] += sum(objective.count_targets(b) for b in batches)
+        window["tokens"] += int(step_tokens)
+        window["seconds"] += step_seconds
+        state["seconds"] = time.perf_counter() - start_time
+        stop = broadcast_flag(budget.done(step, state["tokens"], state["seconds"]), dist_info)
+
+        if step % cfg.log_every == 0 or stop:
+            pair = all_reduce_sum(torch.tensor([window["loss_sum"], window["targets"]], dtype=torch.float64),
+                                  dist_info).tolist()
+            row = {"step": step, "loss": pair[0] / max(pair[1], 1), "lr": current_lr,
+                   "tokens": state["tokens"], "tokens_per_s": window["tokens"] / max(window["seconds"], 1e-9)}
+            state["history"].append(row)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{current_lr:.2e}",
+                            tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
+            if tracker is not None:
+                tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=step)
+            window = {"loss_sum": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0}
+        bar.update(1)
+
+        end_of_epoch = step % epoch_steps == 0
+        if step % cfg.eval_every == 0 or stop or (keep_best and end_of_epoch):
+            metrics = evaluate()
+            row = {"step": step, "epoch": step * cfg.batch_size / objective.train_size, **metrics}
+            state["evals"].append(row)
+            improved = _is_better(metrics, state["best"], objective)
+            if improved:
+                state["best"], state["bad_evals"] = row, 0
+                if keep_best:
+                    state["best_weights"] = {k: v.detach().to("cpu", copy=True)
+                                             for k, v in objective.model.state_dict().items()}
+            else:
+                state["bad_evals"] += 1
+            if dist_info.is_main:
+                shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+                bar.write(f"{desc} eval step={step} {shown}{' *' if improved else ''}")
+            if tracker is not None:
+                tracker.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+            patience = cfg.early_stopping_patience
+            if patience is not None and state["bad_evals"] >= patience and not stop:
+                if dist_info.is_main:
+                    bar.write(f"{desc} early stop at step {step}: no improvement in {patience} evaluations")
+                stop = True
+
+        if checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not stop:
+            if dist_info.is_main:
+                ckpt.save(checkpoint_dir, {"model": objective.model.state_dict(),
+                                           "optimizer": optimizer.state_dict(),
+                                           "rng": ckpt.rng_state(), "loop": state})
+            barrier(dist_info)
+    bar.close()
+
+    if keep_best and state["best_weights"] is not None:
+        objective.model.load_state_dict(state["best_weights"])
+    if checkpoint_dir and dist_info.is_main:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: the outputs are what DVC caches
+    summary = {
+        "steps": state["step"],
+        "tokens": state["tokens"],
+        "train_seconds": state["seconds"],
+        "tokens_per_s": _mean_throughput(state["history"]),
+        "peak_memory_mb": _peak_memory_mb(device),
+        "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
+        "world_size": world,
+    }
+    best = state["best"] if keep_best else (state["evals"][-1] if state["evals"] else None)
+    return TrainResult(history=state["history"], evals=state["evals"], best=best, summary=summary)
+
+
+def _is_better(metrics: dict[str, float], best: dict[str, float] | None, objective: Objective) -> bool:
+    if best is None:
+        return True
+    key = objective.select_metric
+    return metrics[key] < best[key] if objective.select_mode == "min" else metrics[key] > best[key]
+
+
+def _mean_throughput(history: list[dict[str, float]]) -> float:
+    rates = [row["tokens_per_s"] for row in history[1:]] or [row["tokens_per_s"] for row in history]
+    return float(np.median(rates)) if rates else 0.0
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+

@@ -1,0 +1,222 @@
+"""Objectives: how a batch becomes a loss, and which metrics an evaluation keeps.
+
+An objective is an `nn.Module` around a Hugging Face model, so DDP and `torch.compile` wrap the whole
+loss computation. Its `forward(batch)` returns *sums* (loss summed over target tokens, target count,
+correct predictions, ...): sums add across micro-batches, evaluation batches and processes, so the engine
+normalises a step's loss by its true target count and evaluations never keep per-example outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE = -100
+
+
+class Objective(nn.Module):
+    """What the engine needs from an objective. Subclasses hold the model and the data."""
+
+    name: str = "objective"
+    #: the evaluation metric to select on, and whether larger is better
+    select_metric: str = "loss"
+    select_mode: str = "min"
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @property
+    def train_size(self) -> int:
+        raise NotImplementedError
+
+    def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
+        """The training examples `indices` as tensors; randomness (masking) depends only on (seed, step, indices)."""
+        raise NotImplementedError
+
+    def eval_batches(self, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+        """This process's shard of the evaluation set, in fixed batches."""
+        raise NotImplementedError
+
+    @staticmethod
+    def count_targets(batch: dict[str, torch.Tensor]) -> int:
+        """How many targets the batch's loss sums over (known before the forward pass)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def count_tokens(batch: dict[str, torch.Tensor]) -> int:
+        """Non-padding input tokens, for throughput."""
+        return int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Turn summed statistics into metrics."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------- masked LM
+
+
+class MaskedLM(Objective):
+    """BERT's masked-LM objective with dynamic masking over fixed-length packed blocks.
+
+    The vocabulary projection (the largest matmul of a small encoder) runs only at the selected positions.
+    """
+
+    name = "masked_lm"
+
+    def __init__(self, model: nn.Module, train_blocks: np.ndarray, eval_blocks: np.ndarray, *, mask_rate: float,
+                 mask_token_fraction: float, random_token_fraction: float, mask_token_id: int,
+                 special_token_ids: Sequence[int], vocab_size: int, eval_seed: int = 0):
+        super().__init__(model)
+        self.train_blocks = torch.from_numpy(np.ascontiguousarray(train_blocks, dtype=np.int64))
+        self.eval_blocks = torch.from_numpy(np.ascontiguousarray(eval_blocks, dtype=np.int64))
+        self.mask_rate = mask_rate
+        self.mask_token_fraction = mask_token_fraction
+        self.random_token_fraction = random_token_fraction
+        self.mask_token_id = mask_token_id
+        self.special_ids = torch.tensor(sorted(set(special_token_ids)), dtype=torch.int64)
+        self.vocab_size = vocab_size
+        self.eval_seed = eval_seed
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_blocks)
+
+    def mask(self, input_ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Select mask_rate of the non-special tokens; 80% -> [MASK], 10% -> random token, 10% kept."""
+        shape = input_ids.shape
+        maskable = ~torch.isin(input_ids, self.special_ids)
+        selected = (torch.rand(shape, generator=generator) < self.mask_rate) & maskable
+        action = torch.rand(shape, generator=generator)
+        random_tokens = torch.randint(self.vocab_size, shape, generator=generator)
+        labels = torch.where(selected, input_ids, IGNORE)
+        masked = input_ids.clone()
+        to_mask = selected & (action < self.mask_token_fraction)
+        to_random = selected & (action >= self.mask_token_fraction) & (
+            action < self.mask_token_fraction + self.random_token_fraction)
+        masked[to_mask] = self.mask_token_id
+        masked[to_random] = random_tokens[to_random]
+        return {"input_ids": masked, "labels": labels}
+
+    def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
+        # One generator per example, keyed by (seed, example, step): the same example gets the same mask
+        # whichever process or micro-batch draws it, so DDP and accumulation see exactly one batch's masks.
+        rows = []
+        for index in indices.tolist():
+            generator = torch.Generator().manual_seed(_mix(seed, step, index))
+            rows.append(self.mask(self.train_blocks[index:index + 1], generator))
+        return {key: torch.cat([r[key] for r in rows]) for key in rows[0]}
+
+    def eval_batches(self, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+        # Fixed masks: every evaluation of every run scores the same masked positions.
+        generator = torch.Generator().manual_seed(self.eval_seed)
+        batch = self.mask(self.eval_blocks, generator)
+        for start in range(rank * batch_size, len(self.eval_blocks), batch_size * world):
+            yield {key: value[start:start + batch_size] for key, value in batch.items()}
+
+    @staticmethod
+    def count_targets(batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["labels"] != IGNORE).sum())
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        labels = batch["labels"]
+        hidden = self.model.bert(input_ids=batch["input_ids"]).last_hidden_state
+        selected = labels != IGNORE
+        logits = self.model.cls(hidden[selected]).float()
+        targets = labels[selected]
+        return {
+            "loss_sum": F.cross_entropy(logits, targets, reduction="sum"),
+            "targets": selected.sum(),
+            "correct": (logits.argmax(-1) == targets).sum(),
+        }
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        loss = sums["loss_sum"] / max(sums["targets"], 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
+                "masked_accuracy": sums["correct"] / max(sums["targets"], 1)}
+
+
+# --------------------------------------------------------------------------------------------- classification
+
+
+class Classification(Objective):
+    """Sequence classification with dynamic padding; evaluation keeps a confusion matrix, never logits."""
+
+    name = "classification"
+
+    def __init__(self, model: nn.Module, train_ids: list[np.ndarray], train_labels: np.ndarray,
+                 eval_ids: list[np.ndarray], eval_labels: np.ndarray, *, num_labels: int, pad_token_id: int,
+                 select_metric: str = "accuracy"):
+        super().__init__(model)
+        self.train_ids, self.train_labels = train_ids, torch.as_tensor(train_labels, dtype=torch.int64)
+        self.eval_ids, self.eval_labels = eval_ids, torch.as_tensor(eval_labels, dtype=torch.int64)
+        self.num_labels = num_labels
+        self.pad_token_id = pad_token_id
+        self.select_metric = select_metric
+        self.select_mode = "min" if select_metric == "loss" else "max"
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_ids)
+
+    def collate(self, ids: Sequence[np.ndarray], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {**pad_batch(ids, self.pad_token_id), "labels": labels}
+
+    def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
+        return self.collate([self.train_ids[i] for i in indices], self.train_labels[indices])
+
+    def eval_batches(self, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+        # Sorted by length so padding is minimal; the order does not change summed statistics.
+        order = np.argsort([len(x) for x in self.eval_ids], kind="stable")
+        for start in range(rank * batch_size, len(order), batch_size * world):
+            chunk = order[start:start + batch_size]
+            yield self.collate([self.eval_ids[i] for i in chunk], self.eval_labels[chunk])
+
+    @staticmethod
+    def count_targets(batch: dict[str, torch.Tensor]) -> int:
+        return len(batch["labels"])
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        labels = batch["labels"]
+        predictions = logits.argmax(-1)
+        confusion = torch.bincount(labels * self.num_labels + predictions, minlength=self.num_labels ** 2)
+        return {
+            "loss_sum": F.cross_entropy(logits, labels, reduction="sum"),
+            "targets": torch.tensor(len(labels)),
+            "correct": (predictions == labels).sum(),
+            "confusion": confusion.view(self.num_labels, self.num_labels),
+        }
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        from ..metrics import classification_from_confusion
+
+        result = {"loss": sums["loss_sum"] / max(sums["targets"], 1)}
+        result.update(classification_from_confusion(np.asarray(sums["confusion"])))
+        return result
+
+
+def pad_batch(ids: Sequence[np.ndarray], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad token id sequences to the longest one; the attention mask marks real tokens."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_token_id, dtype=torch.int64)
+    attention_mask = torch.zeros((len(ids), width), dtype=torch.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, :len(x)] = torch.as_tensor(x)
+        attention_mask[row, :len(x)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from several integers (SplitMix64-style), so nearby keys give unrelated streams."""
+    state = 0x9E3779B97F4A7C15
+    for value in values:
+        state = (state ^ (value + 0x9E3779B97F4A7C15 + (state << 6) + (state >> 2))) & 0xFFFFFFFFFFFFFFFF
+        state = (state * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        state ^= state >> 31
+    return state & 0x7FFFFFFFFFFFFFFF

@@ -1,0 +1,410 @@
+"""The typed schema of params.yaml: load, coerce, validate, with the key's full path in every error.
+
+Every knob of the pipeline lives here as a dataclass field. `load_params()` reads the YAML, rejects unknown
+keys, coerces what YAML or DVC get subtly wrong (`dvc exp run -S lr=2e-5` writes `2e-05`, which PyYAML reads
+as a string), and checks impossible values before any stage does expensive work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+SPLITS = ("train", "validation", "test")  # the labelled splits every source provides
+
+
+class ParamsError(ValueError):
+    """A params.yaml value is unknown, of the wrong type or impossible; the message starts with its key path."""
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+@dataclass
+class BuiltinData:
+    corpus_documents: int = 20000
+    train_size: int = 4000
+    validation_size: int = 500
+    test_size: int = 1000
+    label_noise: float = 0.02
+
+    def check(self, path: str) -> None:
+        for name in ("corpus_documents", "train_size", "validation_size", "test_size"):
+            _require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
+        _require(0 <= self.label_noise < 0.5, f"{path}.label_noise", "must be in [0, 0.5)")
+
+
+@dataclass
+class FilesData:
+    train: str | None = None
+    test: str | None = None
+    validation: str | None = None  # null: carved from train (data.validation_fraction)
+    text_column: str = "text"
+    label_column: str = "label"
+    corpus: str | None = None  # null: pretrain on the train split's texts
+    corpus_text_column: str = "text"
+
+
+@dataclass
+class HubData:
+    path: str = "imdb"
+    name: str | None = None
+    revision: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    validation_split: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    corpus_path: str | None = None  # null: pretrain on the train split's texts
+    corpus_name: str | None = None
+    corpus_split: str = "train"
+    corpus_text_column: str = "text"
+
+
+@dataclass
+class DataParams:
+    source: Literal["builtin", "files", "hub"] = "builtin"
+    validation_fraction: float = 0.1
+    label_names: list[str] | None = None  # explicit id -> name order; null: inferred from the train split
+    max_corpus_documents: int | None = None
+    builtin: BuiltinData = field(default_factory=BuiltinData)
+    files: FilesData = field(default_factory=FilesData)
+    hub: HubData = field(default_factory=HubData)
+
+    def check(self, path: str) -> None:
+        _require(0 < self.validation_fraction < 1, f"{path}.validation_fraction", "must be in (0, 1)")
+        if self.max_corpus_documents is not None:
+            _require(self.max_corpus_documents > 0, f"{path}.max_corpus_documents", "must be > 0 or null")
+        if self.label_names is not None:
+            _require(len(self.label_names) >= 2, f"{path}.label_names", "needs at least 2 labels")
+            _require(len(set(self.label_names)) == len(self.label_names), f"{path}.label_names", "must be unique")
+        if self.source == "files":
+            for split in ("train", "test"):
+                _require(getattr(self.files, split) is not None, f"{path}.files.{split}",
+                         "is required when data.source is 'files'")
+            for split in ("train", "test", "validation", "corpus"):
+                value = getattr(self.files, split)
+                if value is not None:
+                    _require(Path(value).is_file(), f"{path}.files.{split}", f"file not found: {value}")
+
+
+@dataclass
+class SpecialTokens:
+    unk: str = "[UNK]"
+    pad: str = "[PAD]"
+    cls: str = "[CLS]"
+    sep: str = "[SEP]"
+    mask: str = "[MASK]"
+
+
+@dataclass
+class TokenizerParams:
+    vocab_size: int = 8192
+    min_frequency: int = 2
+    lowercase: bool = True
+    max_length: int = 128  # MLM block length and classification truncation, in tokens
+    heldout_fraction: float = 0.02  # corpus documents held out for masked-LM evaluation
+    special_tokens: SpecialTokens = field(default_factory=SpecialTokens)
+
+    def check(self, path: str) -> None:
+        _require(self.vocab_size >= 100, f"{path}.vocab_size", "must be >= 100")
+        _require(self.min_frequency >= 1, f"{path}.min_frequency", "must be >= 1")
+        _require(self.max_length >= 8, f"{path}.max_length", "must be >= 8")
+        _require(0 < self.heldout_fraction < 0.5, f"{path}.heldout_fraction", "must be in (0, 0.5)")
+        tokens = dataclasses.asdict(self.special_tokens).values()
+        _require(len(set(tokens)) == len(tokens), f"{path}.special_tokens", "must be distinct")
+
+
+@dataclass
+class ModelParams:
+    layers: int = 4
+    hidden: int = 256
+    heads: int = 4
+    intermediate: int = 1024
+    max_position: int = 128
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+
+    def check(self, path: str) -> None:
+        for name in ("layers", "hidden", "heads", "intermediate", "max_position"):
+            _require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
+        _require(self.hidden % self.heads == 0, f"{path}.hidden",
+                 f"must be divisible by {path}.heads ({self.hidden} % {self.heads} != 0)")
+        for name in ("dropout", "attention_dropout"):
+            _require(0 <= getattr(self, name) < 1, f"{path}.{name}", "must be in [0, 1)")
+
+
+BUDGET_KEYS = {"steps", "epochs", "tokens", "minutes"}
+
+
+@dataclass
+class TrainParams:
+    """How one training stage trains: batch, budget, optimiser, schedule, precision, evaluation, checkpoints."""
+
+    batch_size: int = 32  # examples (or blocks) per optimizer step, over all processes
+    micro_batch_size: int | None = None  # per forward pass; null: batch_size / world size (no accumulation)
+    # The budget: exactly one of these is set; the learning-rate schedule follows it.
+    steps: int | None = None
+    epochs: float | None = None
+    tokens: int | None = None
+    minutes: float | None = None
+    lr: float | None = None  # fine-tuning stages take the top-level `lr` instead
+    optimizer: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
+    momentum: float = 0.9  # sgd and rmsprop
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.01
+    warmup: float = 0.06  # fraction of the budget
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    min_lr_ratio: float = 0.0  # the schedule decays to lr * min_lr_ratio
+    max_grad_norm: float | None = 1.0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
+    eval_every: int = 100  # optimizer steps; fine-tuning also evaluates at every epoch end
+    eval_batches: int | None = None  # cap on evaluation batches; null: the whole evaluation set
+    checkpoint_every: int = 100  # optimizer steps; 0 disables resumable checkpoints
+    log_every: int = 10
+    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+
+    def check(self, path: str, needs_lr: bool) -> None:
+        budgets = {k: getattr(self, k) for k in sorted(BUDGET_KEYS)}
+        chosen = [k for k, v in budgets.items() if v is not None]
+        _require(len(chosen) == 1, path, f"set exactly one budget of steps, epochs, tokens, minutes (got {chosen or 'none'})")
+        _require(budgets[chosen[0]] > 0, f"{path}.{chosen[0]}", "must be > 0")
+        _require(self.batch_size > 0, f"{path}.batch_size", "must be > 0")
+        if self.micro_batch_size is not None:
+            _require(self.micro_batch_size > 0, f"{path}.micro_batch_size", "must be > 0")
+            _require(self.batch_size % self.micro_batch_size == 0, f"{path}.micro_batch_size",
+                     f"must divide batch_size ({self.batch_size})")
+        if needs_lr:
+            _require(self.lr is not None, f"{path}.lr", "is required")
+        else:
+            _require(self.lr is None, f"{path}.lr", "fine-tuning stages use the top-level `lr`; remove this key")
+        if self.lr is not None:
+            _require(self.lr > 0, f"{path}.lr", "must be > 0")
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"{path}.betas",
+                 "must be two numbers in [0, 1)")
+        _require(self.weight_decay >= 0, f"{path}.weight_decay", "must be >= 0")
+        _require(0 <= self.momentum < 1, f"{path}.momentum", "must be in [0, 1)")
+        _require(0 <= self.warmup < 1, f"{path}.warmup", "must be in [0, 1)")
+        _require(0 <= self.min_lr_ratio <= 1, f"{path}.min_lr_ratio", "must be in [0, 1]")
+        if self.max_grad_norm is not None:
+            _require(self.max_grad_norm > 0, f"{path}.max_grad_norm", "must be > 0 or null")
+        _require(self.eval_every > 0, f"{path}.eval_every", "must be > 0")
+        _require(self.checkpoint_every >= 0, f"{path}.checkpoint_every", "must be >= 0")
+        _require(self.log_every > 0, f"{path}.log_every", "must be > 0")
+        if self.eval_batches is not None:
+            _require(self.eval_batches > 0, f"{path}.eval_batches", "must be > 0 or null")
+        if self.early_stopping_patience is not None:
+            _require(self.early_stopping_patience > 0, f"{path}.early_stopping_patience", "must be > 0 or null")
+
+
+@dataclass
+class PretrainParams:
+    mask_rate: float = 0.15
+    mask_token_fraction: float = 0.8  # of the selected tokens: replaced by [MASK]
+    random_token_fraction: float = 0.1  # replaced by a random token; the rest are kept unchanged
+    train: TrainParams = field(default_factory=lambda: TrainParams(batch_size=64, steps=600, lr=1e-3))
+
+    def check(self, path: str) -> None:
+        _require(0 < self.mask_rate < 1, f"{path}.mask_rate", "must be in (0, 1)")
+        _require(0 <= self.mask_token_fraction <= 1, f"{path}.mask_token_fraction", "must be in [0, 1]")
+        _require(0 <= self.random_token_fraction <= 1 - self.mask_token_fraction, f"{path}.random_token_fraction",
+                 "must be in [0, 1 - mask_token_fraction]")
+        self.train.check(f"{path}.train", needs_lr=True)
+
+
+@dataclass
+class FinetuneParams:
+    strategy: Literal["full", "frozen_encoder", "freeze_embeddings", "freeze_bottom"] = "full"
+    freeze_layers: int = 0  # freeze_bottom: how many encoder layers from the bottom stay frozen
+    lr_scale: float = 1.0  # this stage's learning rate is the top-level `lr` times this
+    metric: Literal["accuracy", "f1_macro", "loss"] = "accuracy"  # the validation metric that picks the best checkpoint
+    classifier_dropout: float = 0.1
+    train: TrainParams = field(default_factory=lambda: TrainParams(batch_size=32, epochs=3))
+
+    def check(self, path: str) -> None:
+        _require(self.lr_scale > 0, f"{path}.lr_scale", "must be > 0")
+        _require(self.freeze_layers >= 0, f"{path}.freeze_layers", "must be >= 0")
+        _require(0 <= self.classifier_dropout < 1, f"{path}.classifier_dropout", "must be in [0, 1)")
+        self.train.check(f"{path}.train", needs_lr=False)
+
+
+@dataclass
+class EvaluateParams:
+    split: Literal["test", "validation"] = "test"
+    batch_size: int = 128
+
+    def check(self, path: str) -> None:
+        _require(self.batch_size > 0, f"{path}.batch_size", "must be > 0")
+
+
+@dataclass
+class TrackingParams:
+    enabled: bool = True
+    experiment: str = "lmpipe"
+
+
+@dataclass
+class Params:
+    seed: int = 42
+    lr: float = 1e-4  # the learning rate of both fine-tuning stages
+    data: DataParams = field(default_factory=DataParams)
+    tokenizer: TokenizerParams = field(default_factory=TokenizerParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    finetune: FinetuneParams = field(default_factory=FinetuneParams)
+    freeze_finetune: FinetuneParams = field(
+        default_factory=lambda: FinetuneParams(strategy="frozen_encoder", lr_scale=10.0))
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    tracking: TrackingParams = field(default_factory=TrackingParams)
+
+    def check(self, path: str = "") -> None:
+        _require(self.lr > 0, "lr", "must be > 0")
+        _require(self.seed >= 0, "seed", "must be >= 0")
+        _require(self.model.max_position >= self.tokenizer.max_length, "model.max_position",
+                 f"must be >= tokenizer.max_length ({self.tokenizer.max_length})")
+        for section in ("finetune", "freeze_finetune"):
+            ft: FinetuneParams = getattr(self, section)
+            if ft.strategy == "freeze_bottom":
+                _require(1 <= ft.freeze_layers <= self.model.layers, f"{section}.freeze_layers",
+                         f"must be in [1, model.layers={self.model.layers}] for strategy freeze_bottom")
+
+    def finetune_section(self, name: str) -> FinetuneParams:
+        """`finetune` or `freeze_finetune` (dashes allowed, as in the stage names)."""
+        key = name.replace("-", "_")
+        if key not in ("finetune", "freeze_finetune"):
+            raise ParamsError(f"{name}: not a fine-tuning section (finetune, freeze_finetune)")
+        return getattr(self, key)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> Params:
+    """Read, coerce and validate params.yaml; `overrides` maps dotted keys to values (tests, scripts)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    for dotted, value in (overrides or {}).items():
+        set_dotted(raw, dotted, value)
+    return params_from_dict(raw)
+
+
+def params_from_dict(raw: dict[str, Any]) -> Params:
+    params = _build(Params, raw, "", Params())
+    _check_tree(params, "")
+    return params
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+def to_dict(params: Any) -> dict[str, Any]:
+    return dataclasses.asdict(params)
+
+
+def _check_tree(node: Any, path: str) -> None:
+    """Run `check` bottom-up: nested sections first, so messages point at the deepest key."""
+    for f in dataclasses.fields(node):
+        child = getattr(node, f.name)
+        if dataclasses.is_dataclass(child) and not isinstance(child, TrainParams):
+            _check_tree(child, _join(path, f.name))
+    if hasattr(node, "check"):
+        node.check(path)
+
+
+def _build(cls: type, raw: Any, path: str, defaults: Any) -> Any:
+    """Build `cls` from `raw`; keys left out take their value from `defaults` (the section's default instance)."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path or '<top level>'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ParamsError(f"{_join(path, unknown[0])}: unknown key (expected one of: {', '.join(sorted(names))})")
+    if cls is TrainParams and BUDGET_KEYS & set(raw):
+        # Naming one budget replaces the default one, so an override needs no explicit nulls.
+        defaults = dataclasses.replace(defaults, **{k: None for k in BUDGET_KEYS - set(raw)})
+    values = {}
+    for name in names:
+        key_path = _join(path, name)
+        if name not in raw:
+            values[name] = getattr(defaults, name)
+        elif dataclasses.is_dataclass(hints[name]):
+            values[name] = _build(hints[name], raw[name] if raw[name] is not None else {}, key_path,
+                                  getattr(defaults, name))
+        else:
+            values[name] = _coerce(raw[name], hints[name], key_path)
+    return cls(**values)
+
+
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path)
+    if value is None:
+        raise ParamsError(f"{path}: must not be null (expected {_describe(hint)})")
+    if origin is Literal:
+        if value not in args:
+            raise ParamsError(f"{path}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"{path}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        # DVC writes `-S lr=2e-5` back as 2e-05, and PyYAML (YAML 1.1) reads exponents without a dot as strings.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            result = float(value)
+            if math.isfinite(result):
+                return result
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    raise ParamsError(f"{path}: expected {_describe(hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def _require(ok: bool, path: str, message: str) -> None:
+    if not ok:
+        raise ParamsError(f"{path}: {message}")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

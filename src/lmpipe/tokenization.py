@@ -1,0 +1,127 @@
+"""Train a WordPiece tokenizer on the corpus, encode the labelled splits, pack the corpus into MLM blocks.
+
+Encoded data is stored as Parquet: the labelled splits as `input_ids` (list<int32>, truncated to max_length)
+plus `label`; the MLM corpus as fixed-length blocks, `[CLS] tokens... [SEP]`, documents joined by [SEP],
+so no position is wasted on padding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from .io import write_table
+from .params import TokenizerParams
+
+ENCODE_BATCH = 2048  # texts per call into the Rust encoder (it parallelises within a call)
+
+
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerParams) -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer trained on `texts`, wrapped so `save_pretrained` writes tokenizer.json."""
+    sp = cfg.special_tokens
+    specials = [sp.pad, sp.unk, sp.cls, sp.sep, sp.mask]
+    tok = Tokenizer(models.WordPiece(unk_token=sp.unk))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase, strip_accents=cfg.lowercase or None)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=specials, show_progress=False
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    cls_id, sep_id = tok.token_to_id(sp.cls), tok.token_to_id(sp.sep)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{sp.cls} $A {sp.sep}",
+        pair=f"{sp.cls} $A {sp.sep} $B:1 {sp.sep}:1",
+        special_tokens=[(sp.cls, cls_id), (sp.sep, sep_id)],
+    )
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token=sp.unk,
+        pad_token=sp.pad,
+        cls_token=sp.cls,
+        sep_token=sp.sep,
+        mask_token=sp.mask,
+        model_max_length=cfg.max_length,
+    )
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int | None,
+                 special_tokens: bool = True) -> list[list[int]]:
+    """Token ids of each text, in batches through the fast (Rust) encoder; truncated when max_length is set."""
+    ids: list[list[int]] = []
+    for start in range(0, len(texts), ENCODE_BATCH):
+        batch = list(texts[start:start + ENCODE_BATCH])
+        out = tokenizer(batch, add_special_tokens=special_tokens, truncation=max_length is not None,
+                        max_length=max_length, return_attention_mask=False, return_token_type_ids=False)
+        ids.extend(out["input_ids"])
+    return ids
+
+
+def encode_labelled(tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int) -> pa.Table:
+    ids = encode_texts(tokenizer, frame["text"].tolist(), max_length)
+    return pa.table({
+        "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
+        "label": pa.array(frame["label"].to_numpy(), type=pa.int64()),
+    })
+
+
+def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_length: int) -> np.ndarray:
+    """Concatenate documents (separated by [SEP]) and cut into `[CLS] ... [SEP]` blocks of block_length tokens.
+
+    The tail shorter than a block is dropped, as in Hugging Face's run_mlm `group_texts`.
+    """
+    body = block_length - 2
+    stream: list[int] = []
+    for ids in encode_texts(tokenizer, texts, None, special_tokens=False):
+        if ids:
+            stream.extend(ids)
+            stream.append(tokenizer.sep_token_id)
+    n_blocks = len(stream) // body
+    if n_blocks == 0:
+        raise ValueError(f"the corpus holds {len(stream)} tokens, fewer than one block of {block_length}")
+    tokens = np.asarray(stream[: n_blocks * body], dtype=np.int32).reshape(n_blocks, body)
+    blocks = np.empty((n_blocks, block_length), dtype=np.int32)
+    blocks[:, 0] = tokenizer.cls_token_id
+    blocks[:, 1:-1] = tokens
+    blocks[:, -1] = tokenizer.sep_token_id
+    return blocks
+
+
+def split_heldout(texts: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Hold out whole documents (not blocks) so held-out text never appears in training blocks."""
+    order = np.random.default_rng(seed).permutation(len(texts))
+    n_heldout = max(1, int(round(len(texts) * fraction)))
+    heldout = set(order[:n_heldout].tolist())
+    train = [t for i, t in enumerate(texts) if i not in heldout]
+    return train, [texts[i] for i in sorted(heldout)]
+
+
+def write_blocks(path: str | Path, blocks: np.ndarray) -> None:
+    flat = pa.array(blocks.reshape(-1), type=pa.int32())
+    column = pa.FixedSizeListArray.from_arrays(flat, blocks.shape[1])
+    write_table(path, pa.table({"input_ids": column}))
+
+
+def read_blocks(path: str | Path) -> np.ndarray:
+    column = pq.read_table(path, columns=["input_ids"]).column("input_ids").combine_chunks()
+    width = column.type.list_size
+    return column.flatten().to_numpy().reshape(-1, width).astype(np.int64)
+
+
+def read_labelled(path: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
+    table = pq.read_table(path)
+    column = table.column("input_ids").combine_chunks()
+    flat, offsets = column.values.to_numpy(), column.offsets.to_numpy()
+    ids = [flat[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(len(column))]
+    return ids, table.column("label").to_numpy().astype(np.int64)

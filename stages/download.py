@@ -1,0 +1,40 @@
+"""download: labelled splits, label names and the pretraining corpus into data/raw/."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+
+from lmpipe import runtime
+from lmpipe.data.loading import load_data
+from lmpipe.io import write_json, write_table
+from lmpipe.params import SPLITS, to_dict
+from lmpipe.tracking import Tracker
+
+RAW = "data/raw"
+
+
+def main() -> None:
+    params = runtime.start("download")
+    with Tracker("download", {"seed": params.seed, "data": to_dict(params.data)},
+                 experiment=params.tracking.experiment, enabled=params.tracking.enabled) as tracker:
+        data = load_data(params.data, params.seed)
+        for split in SPLITS:
+            write_table(f"{RAW}/{split}.parquet", pa.Table.from_pandas(data.splits[split], preserve_index=False))
+        write_table(f"{RAW}/corpus.parquet", pa.table({"text": data.corpus}))
+        write_json(f"{RAW}/labels.json", data.label_names)
+        stats = {"corpus_documents": len(data.corpus),
+                 "corpus_words": sum(len(t.split()) for t in data.corpus)}
+        for split in SPLITS:
+            frame = data.splits[split]
+            stats[f"{split}_examples"] = len(frame)
+            counts = Counter(frame["label"].tolist())
+            stats[f"{split}_label_fraction"] = {name: counts.get(i, 0) / len(frame)
+                                                for i, name in enumerate(data.label_names)}
+        write_json("reports/data.json", stats)
+        tracker.log_metrics({k: v for k, v in stats.items() if not isinstance(v, dict)})
+
+
+if __name__ == "__main__":
+    main()
