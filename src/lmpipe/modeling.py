@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     BertConfig,
     BertForMaskedLM,
@@ -15,6 +17,8 @@ from transformers import (
 
 from .io import atomic_path
 from .params import ModelParams
+
+log = logging.getLogger(__name__)
 
 
 def bert_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> BertConfig:
@@ -50,8 +54,6 @@ def load_classifier(path: str | Path, label_names: list[str], classifier_dropout
     kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id)
     if classifier_dropout is not None:
         kwargs["classifier_dropout"] = classifier_dropout
-    from transformers import AutoConfig
-
     config = AutoConfig.from_pretrained(str(path))
     existing = getattr(config, "id2label", None)
     is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
@@ -62,8 +64,13 @@ def load_classifier(path: str | Path, label_names: list[str], classifier_dropout
         )
     config.update(kwargs)
     if scratch:
+        log.info("%s: the classifier is randomly initialised (scratch control)", path)
         return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
-    return AutoModelForSequenceClassification.from_pretrained(str(path), config=config, attn_implementation="sdpa")
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        str(path), config=config, attn_implementation="sdpa", output_loading_info=True)
+    if info["missing_keys"]:
+        log.info("%s: newly initialised (they always train): %s", path, ", ".join(sorted(info["missing_keys"])))
+    return model
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, path: str | Path) -> None:

@@ -19,6 +19,11 @@ def start(stage: str) -> Params:
     """Configure one-line-per-event logging, load and validate params.yaml, seed every generator."""
     logging.basicConfig(level=os.environ.get("LMPIPE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    import transformers
+
+    # Our own log says what matters (e.g. the classifier head is newly initialised); keep HF's reports quiet.
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     logging.getLogger("lmpipe").info("stage %s: params from %s", stage, os.path.abspath(PARAMS_FILE))
     params = load_params(PARAMS_FILE)
     seed_everything(params.seed)

@@ -1,0 +1,150 @@
+"""Tiny masked-LM set-ups for tests/test_engine.py, and a script that trains one through the engine.
+
+As a script (one process, or one rank of several with torchrun's RANK/WORLD_SIZE/MASTER_* variables):
+
+    python tests/engine_worker.py --data DIR --out DIR --ckpt-root DIR [--steps N ...]
+
+it trains the tiny MLM with `lmpipe.engine.loop.train`, resuming from `<ckpt-root>/mlm-<fingerprint>` like
+the stages do, and writes `record-<rank>.json` (history, evaluations, the first step it ran, how many
+checkpoints it saved) and, on rank 0, the final weights as `weights.safetensors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmpipe.engine import checkpoint, distributed
+from lmpipe.engine.loop import train
+from lmpipe.engine.objectives import MaskedLM
+from lmpipe.modeling import build_masked_lm
+from lmpipe.params import ModelParams, TokenizerParams, TrainParams
+from lmpipe.tokenization import load_tokenizer, pack_blocks, train_tokenizer
+
+SEQ = 32
+N_EVAL = 40  # held-out blocks
+WORDS = ("the a movie film plot acting was great dull superb not never boring but however and "
+         "story scene actor music long short fun sad happy ending director script camera light dark "
+         "comedy drama thriller horror romance character dialogue performance cinema screen audience "
+         "brilliant terrible wonderful awful predictable surprising slow fast clever silly beautiful ugly").split()
+
+
+def model_params(dropout: float = 0.0) -> ModelParams:
+    return ModelParams(layers=2, hidden=32, heads=2, intermediate=64, max_position=SEQ,
+                       dropout=dropout, attention_dropout=dropout)
+
+
+def train_params(**overrides) -> TrainParams:
+    """A validated TrainParams for the tiny model: fp32, no warmup surprises unless asked."""
+    values = dict(batch_size=16, steps=4, precision="fp32", eval_every=1000, log_every=1, checkpoint_every=0)
+    values.update(overrides)
+    if any(k in overrides for k in ("epochs", "tokens", "minutes")):
+        values["steps"] = overrides.get("steps")
+    cfg = TrainParams(**values)
+    cfg.check("test", needs_lr=cfg.lr is not None)
+    return cfg
+
+
+def make_data(directory: Path) -> Path:
+    """Train a ~200-token WordPiece tokenizer on random sentences; pack blocks of SEQ tokens; save both."""
+    rng = random.Random(0)
+    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40))) for _ in range(900)]
+    tokenizer = train_tokenizer(docs, TokenizerParams(vocab_size=200, max_length=SEQ, min_frequency=1))
+    blocks = pack_blocks(tokenizer, docs, SEQ).astype(np.int64)
+    tokenizer.save_pretrained(str(directory / "tokenizer"))
+    np.save(directory / "blocks.npy", blocks)
+    return directory
+
+
+def load_data(directory: Path):
+    return load_tokenizer(Path(directory) / "tokenizer"), np.load(Path(directory) / "blocks.npy")
+
+
+def mlm_objective(tokenizer, blocks: np.ndarray, *, dropout: float = 0.0, init_seed: int = 0,
+                  n_train: int | None = None) -> MaskedLM:
+    """The tiny MLM with weights drawn from `init_seed` (the same weights in every process)."""
+    torch.manual_seed(init_seed)
+    model = build_masked_lm(model_params(dropout), tokenizer)
+    train_blocks = blocks[:-N_EVAL] if n_train is None else blocks[:n_train]
+    return MaskedLM(model, train_blocks, blocks[-N_EVAL:], mask_rate=0.15, mask_token_fraction=0.8,
+                    random_token_fraction=0.1, mask_token_id=tokenizer.mask_token_id,
+                    special_token_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer))
+
+
+def plain(rows: list[dict]) -> list[dict]:
+    """History/eval rows without wall-clock fields."""
+    return [{k: v for k, v in row.items() if k != "tokens_per_s"} for row in rows]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--ckpt-root", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--micro", type=int, default=None)
+    parser.add_argument("--checkpoint-every", type=int, default=4)
+    parser.add_argument("--log-every", type=int, default=1)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep before each step")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    info = distributed.setup()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    saves = []
+    original_save = checkpoint.save
+
+    def counting_save(directory, state):
+        saves.append(state["loop"]["step"])
+        original_save(directory, state)
+
+    checkpoint.save = counting_save  # the loop calls checkpoint.save through the module
+
+    tokenizer, blocks = load_data(args.data)
+    objective = mlm_objective(tokenizer, blocks, dropout=args.dropout)
+    cfg = train_params(steps=args.steps, batch_size=args.batch, micro_batch_size=args.micro, warmup=0.25,
+                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_every=args.eval_every)
+    config = {"seed": args.seed, "lr": args.lr, "dropout": args.dropout, "train": vars(cfg)}
+    ckpt_dir = args.ckpt_root / f"mlm-{checkpoint.fingerprint('mlm', config, [args.data])}"
+
+    ran: list[int] = []
+
+    def on_step(step: int, _objective) -> None:
+        ran.append(step)
+        if info.is_main:
+            (args.out / "progress").write_text(str(step))
+        if args.sleep:
+            time.sleep(args.sleep)
+
+    result = train(objective, cfg, lr=args.lr, seed=args.seed, dist_info=info, checkpoint_dir=ckpt_dir,
+                   on_step=on_step, desc=f"worker{info.rank}")
+    if info.is_main:
+        from safetensors.torch import save_file
+
+        # clone: the tied embedding/decoder weights share storage, which save_file refuses
+        save_file({k: v.detach().clone().contiguous() for k, v in objective.model.state_dict().items()},
+                  str(args.out / "weights.safetensors"))
+    record = {"rank": info.rank, "world": info.world, "first_step": ran[0], "steps_run": len(ran),
+              "saves": saves, "history": plain(result.history), "evals": result.evals,
+              "summary_steps": result.summary["steps"], "checkpoint_dir": str(ckpt_dir)}
+    (args.out / f"record-{info.rank}.json").write_text(json.dumps(record))
+    distributed.teardown()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()

@@ -1,0 +1,480 @@
+"""lmpipe.engine: the training loop's arithmetic, schedule, budgets, evaluation, checkpoints and DDP.
+
+Everything runs a real tiny BERT (2 layers, hidden 32, blocks of 32 tokens, a 200-token WordPiece
+vocabulary) through `lmpipe.engine.loop.train`; the resume and DDP tests run it in subprocesses
+(tests/engine_worker.py) and compare against runs that were never interrupted or distributed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from transformers import BertForSequenceClassification
+
+import engine_worker as ew
+from lmpipe.engine import checkpoint
+from lmpipe.engine.distributed import Dist
+from lmpipe.engine.loop import StepSampler, train
+from lmpipe.engine.objectives import IGNORE, Classification, pad_batch
+from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups
+from lmpipe.modeling import bert_config
+from lmpipe.params import TrainParams
+
+WORKER = Path(__file__).with_name("engine_worker.py")
+REPO = Path(__file__).resolve().parents[1]
+SUBPROCESS_TIMEOUT = 180
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return ew.make_data(tmp_path_factory.mktemp("mlm-data"))
+
+
+@pytest.fixture(scope="session")
+def data(data_dir):
+    return ew.load_data(data_dir)
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def capture_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The gradient each parameter holds after its last accumulation (before clipping and the step)."""
+    grads: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters():
+        param.register_post_accumulate_grad_hook(lambda p, name=name: grads.__setitem__(name, p.grad.clone()))
+    return grads
+
+
+# --------------------------------------------------------------------------------------------- gradient accumulation
+
+
+def test_accumulated_gradient_equals_full_batch_gradient(data):
+    tokenizer, blocks = data
+    common = dict(batch_size=32, steps=1, max_grad_norm=None, warmup=0.0)
+
+    full = ew.mlm_objective(tokenizer, blocks)
+    full_grads = capture_grads(full.model)
+    train(full, ew.train_params(**common), lr=1e-9, seed=3, dist_info=Dist())
+
+    accumulated = ew.mlm_objective(tokenizer, blocks)
+    accumulated_grads = capture_grads(accumulated.model)
+    train(accumulated, ew.train_params(micro_batch_size=8, **common), lr=1e-9, seed=3, dist_info=Dist())
+
+    assert full_grads.keys() == accumulated_grads.keys() and len(full_grads) > 10
+    for name in full_grads:
+        torch.testing.assert_close(accumulated_grads[name], full_grads[name], atol=1e-6, rtol=1e-5, msg=name)
+
+    # What the loop should compute: the step's summed loss over its total target count.
+    reference = ew.mlm_objective(tokenizer, blocks)
+    indices = StepSampler(reference.train_size, 32, seed=3).indices(0)
+    batch = reference.train_batch(indices, 0, 3)
+    out = reference(batch)
+    (out["loss_sum"] / out["targets"]).backward()
+    for name, param in reference.model.named_parameters():
+        torch.testing.assert_close(full_grads[name], param.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+    # A mean of per-micro-batch means weights tokens unequally (the masks select different counts), so it
+    # gives a different gradient: the comparison above can fail.
+    naive = ew.mlm_objective(tokenizer, blocks)
+    micro = [naive.train_batch(indices[i:i + 8], 0, 3) for i in range(0, 32, 8)]
+    counts = [naive.count_targets(b) for b in micro]
+    assert len(set(counts)) > 1, counts
+    for b in micro:
+        out = naive(b)
+        (out["loss_sum"] / out["targets"] / len(micro)).backward()
+    worst = max((p.grad - full_grads[n]).abs().max().item() for n, p in naive.model.named_parameters())
+    assert worst > 1e-4
+
+
+# --------------------------------------------------------------------------------------------- subprocesses
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _launch(data_dir: Path, out: Path, ckpt_root: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(WORKER), "--data", str(data_dir), "--out", str(out), "--ckpt-root", str(ckpt_root),
+           *extra]
+    return subprocess.Popen(cmd, cwd=REPO, env=env or _env(), stdout=open(out / "log.txt", "ab"),
+                            stderr=subprocess.STDOUT)
+
+
+def _finish(proc: subprocess.Popen, out: Path) -> dict:
+    try:
+        rc = proc.wait(timeout=SUBPROCESS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert rc == 0, (out / "log.txt").read_text()[-3000:]
+    return json.loads((out / "record-0.json").read_text())
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "weights.safetensors"))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.subprocess
+def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
+    # log_every does not divide checkpoint_every: the logging window must survive the restart too.
+    args = ["--steps", "14", "--checkpoint-every", "4", "--log-every", "3", "--eval-every", "5"]
+    reference = _launch(data_dir, tmp_path / "reference", tmp_path / "ckpt-reference", *args)
+    out, ckpt_root = tmp_path / "run", tmp_path / "ckpt"
+    victim = _launch(data_dir, out, ckpt_root, *args, "--sleep", "0.25")
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+    while time.monotonic() < deadline and victim.poll() is None:
+        progress = out / "progress"
+        saved = list(ckpt_root.glob(f"*/{checkpoint.STATE_FILE}"))
+        if saved and progress.exists() and progress.read_text() and int(progress.read_text()) >= 6:
+            break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=30) == -signal.SIGKILL, (out / "log.txt").read_text()[-3000:]
+    assert not (out / "weights.safetensors").exists()
+    (state_file,) = ckpt_root.glob(f"*/{checkpoint.STATE_FILE}")
+    saved_step = checkpoint.load(state_file.parent)["loop"]["step"]
+    assert saved_step in (4, 8)
+
+    # Changed params hash to another directory: that run starts from step 0 while the checkpoint waits.
+    resumed = _launch(data_dir, out, ckpt_root, *args)
+    changed_out = tmp_path / "changed"
+    changed = _launch(data_dir, changed_out, ckpt_root, *args, "--lr", "2e-3")
+    resumed_record = _finish(resumed, out)
+    changed_record = _finish(changed, changed_out)
+    reference_record = _finish(reference, tmp_path / "reference")
+
+    assert resumed_record["first_step"] == saved_step
+    assert resumed_record["steps_run"] == 14 - saved_step
+    assert not state_file.parent.exists()  # a finished run removes its checkpoint
+    assert reference_record["first_step"] == 0 and reference_record["saves"] == [4, 8, 12]
+    assert resumed_record["history"] == reference_record["history"]
+    assert resumed_record["evals"] == reference_record["evals"]
+    expected, got = _weights(tmp_path / "reference"), _weights(out)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+
+    assert changed_record["first_step"] == 0 and changed_record["checkpoint_dir"] != resumed_record["checkpoint_dir"]
+    assert not torch.equal(_weights(changed_out)["bert.embeddings.word_embeddings.weight"],
+                           expected["bert.embeddings.word_embeddings.weight"])
+
+
+def test_fingerprint_covers_stage_params_and_inputs(tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text("one")
+    params = {"seed": 1, "train": {"lr": 1e-3, "steps": 10}}
+    base = checkpoint.fingerprint("stage", params, [inputs])
+    assert base == checkpoint.fingerprint("stage", {"train": {"steps": 10, "lr": 1e-3}, "seed": 1}, [inputs])
+    assert base != checkpoint.fingerprint("stage", {"seed": 1, "train": {"lr": 2e-3, "steps": 10}}, [inputs])
+    assert base != checkpoint.fingerprint("other", params, [inputs])
+    (inputs / "a.txt").write_text("two")
+    assert base != checkpoint.fingerprint("stage", params, [inputs])
+
+
+# --------------------------------------------------------------------------------------------- DDP
+
+
+@pytest.mark.subprocess
+def test_ddp_matches_single_process(data, data_dir, tmp_path):
+    tokenizer, blocks = data
+    steps = 6
+    args = ["--steps", str(steps), "--batch", "16", "--micro", "4", "--dropout", "0", "--checkpoint-every", "2",
+            "--log-every", "1", "--eval-every", "3"]
+    port = _free_port()
+    ranks = []
+    for rank in range(2):
+        env = _env()
+        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port))
+        ranks.append(_launch(data_dir, tmp_path / f"rank{rank}", tmp_path / "ckpt", *args, env=env))
+
+    # The same global batch in one process, without accumulation, while the ranks run.
+    single = ew.mlm_objective(tokenizer, blocks)
+    cfg = ew.train_params(steps=steps, batch_size=16, warmup=0.25, eval_every=3)
+    result = train(single, cfg, lr=1e-3, seed=0, dist_info=Dist())
+
+    records = []
+    for rank, proc in enumerate(ranks):
+        try:
+            rc = proc.wait(timeout=SUBPROCESS_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for p in ranks:
+                p.kill()
+            raise
+        log = (tmp_path / f"rank{rank}" / "log.txt").read_text()
+        assert rc == 0, log[-3000:]
+        records.append(json.loads((tmp_path / f"rank{rank}" / f"record-{rank}.json").read_text()))
+
+    assert [r["world"] for r in records] == [2, 2]
+    assert records[0]["saves"] == [2, 4] and records[1]["saves"] == []  # only rank 0 writes checkpoints
+    assert not (tmp_path / "rank1" / "weights.safetensors").exists()
+    history = records[0]["history"]
+    assert [row["step"] for row in history] == list(range(1, steps + 1))
+    np.testing.assert_allclose([row["loss"] for row in history], [row["loss"] for row in result.history], rtol=1e-4)
+    assert [row["tokens"] for row in history] == [row["tokens"] for row in result.history]
+    assert records[1]["history"] == history  # every rank logs the all-reduced loss
+    np.testing.assert_allclose([e["loss"] for e in records[0]["evals"]], [e["loss"] for e in result.evals], rtol=1e-4)
+
+    got = _weights(tmp_path / "rank0")
+    for name, value in single.model.state_dict().items():
+        torch.testing.assert_close(got[name], value, atol=1e-5, rtol=1e-4, msg=name)
+
+
+# --------------------------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_run_different_seed_different_run(data):
+    tokenizer, blocks = data
+    cfg = ew.train_params(steps=6, eval_every=3, log_every=2)
+
+    def run(seed: int):
+        objective = ew.mlm_objective(tokenizer, blocks, dropout=0.1)
+        result = train(objective, cfg, lr=1e-3, seed=seed, dist_info=Dist())
+        return ew.plain(result.history), result.evals, weights(objective.model)
+
+    history, evals, final = run(5)
+    history_again, evals_again, final_again = run(5)
+    assert history == history_again and evals == evals_again
+    assert all(torch.equal(final[k], final_again[k]) for k in final)
+
+    history_other, evals_other, final_other = run(6)
+    assert [r["loss"] for r in history_other] != [r["loss"] for r in history]
+    assert evals_other != evals
+    assert not torch.equal(final["bert.embeddings.word_embeddings.weight"],
+                           final_other["bert.embeddings.word_embeddings.weight"])
+
+
+# --------------------------------------------------------------------------------------------- budgets, schedule
+
+
+@pytest.mark.parametrize("budget, expected_steps", [
+    ({"steps": 3}, 3),
+    ({"epochs": 0.5}, 4),  # 120 blocks: ceil(0.5 * 120 / 16) = 4
+    ({"epochs": 2.0}, 15),
+    ({"tokens": 1500}, 3),  # 16 blocks x 32 tokens = 512 a step: 1536 >= 1500 after 3
+    ({"minutes": 1e-7}, 1),  # any step outlasts 6 microseconds
+])
+def test_budget_stops_at_the_right_step(data, budget, expected_steps):
+    tokenizer, blocks = data
+    objective = ew.mlm_objective(tokenizer, blocks, n_train=120)
+    cfg = ew.train_params(batch_size=16, **budget)
+    result = train(objective, cfg, lr=1e-3, seed=0, dist_info=Dist())
+    assert result.summary["steps"] == expected_steps
+    assert [row["step"] for row in result.history] == list(range(1, expected_steps + 1))
+    assert result.summary["tokens"] == expected_steps * 16 * ew.SEQ
+    assert [row["step"] for row in result.evals] == [expected_steps]  # the end always evaluates
+
+
+def test_learning_rate_follows_the_schedule_in_the_loop(data):
+    tokenizer, blocks = data
+    cfg = ew.train_params(steps=10, warmup=0.2, schedule="linear", log_every=1)
+    result = train(ew.mlm_objective(tokenizer, blocks), cfg, lr=1e-3, seed=0, dist_info=Dist())
+    expected = [0.0, 0.5, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
+    np.testing.assert_allclose([row["lr"] for row in result.history], np.array(expected) * 1e-3, atol=1e-12)
+
+
+def test_lr_factor_warmup_linear_cosine_constant():
+    linear = TrainParams(steps=100, warmup=0.1, schedule="linear")
+    for progress, factor in [(0.0, 0.0), (0.05, 0.5), (0.1, 1.0), (0.55, 0.5), (1.0, 0.0), (1.5, 0.0)]:
+        assert lr_factor(progress, linear) == pytest.approx(factor)
+    floor = TrainParams(steps=100, warmup=0.1, schedule="linear", min_lr_ratio=0.1)
+    assert lr_factor(1.0, floor) == pytest.approx(0.1)
+    assert lr_factor(0.55, floor) == pytest.approx(0.55)
+    cosine = TrainParams(steps=100, warmup=0.0, schedule="cosine")
+    for progress, factor in [(0.0, 1.0), (0.25, 0.5 * (1 + math.cos(math.pi / 4))), (0.5, 0.5), (1.0, 0.0)]:
+        assert lr_factor(progress, cosine) == pytest.approx(factor)
+    constant = TrainParams(steps=100, warmup=0.5, schedule="constant")
+    assert [lr_factor(p, constant) for p in (0.25, 0.5, 0.9)] == pytest.approx([0.5, 1.0, 1.0])
+
+
+def test_no_weight_decay_on_biases_and_layer_norms(data):
+    tokenizer, blocks = data
+    model = ew.mlm_objective(tokenizer, blocks).model
+    model.bert.embeddings.word_embeddings.weight.requires_grad = False
+    groups = param_groups(model, 1e-3, 0.01, lr_scale=lambda name: 10.0 if name.startswith("cls.") else 1.0)
+    by_name = {name: group for group in groups for name in group["names"]}
+    assert "bert.embeddings.word_embeddings.weight" not in by_name  # frozen: not optimised
+    assert set(by_name) == {n for n, p in model.named_parameters() if p.requires_grad}
+    for name, group in by_name.items():
+        no_decay = name.endswith(".bias") or "LayerNorm" in name
+        assert group["weight_decay"] == (0.0 if no_decay else 0.01), name
+        assert group["lr"] == pytest.approx(1e-2 if name.startswith("cls.") else 1e-3), name
+    assert by_name["bert.encoder.layer.0.attention.output.LayerNorm.weight"]["weight_decay"] == 0.0
+    assert by_name["bert.encoder.layer.0.attention.self.query.weight"]["weight_decay"] == 0.01
+    optimizer = build_optimizer(groups, TrainParams(steps=1), torch.device("cpu"))
+    assert sorted({g["weight_decay"] for g in optimizer.param_groups}) == [0.0, 0.01]
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def _classification(tokenizer, *, n_train=96, n_eval=45, objective_cls=Classification, **kwargs):
+    """Three classes of variable-length token sequences; the label is which third of the vocabulary dominates."""
+    rng = np.random.default_rng(0)
+    vocab = len(tokenizer)
+
+    def example():
+        label = int(rng.integers(3))
+        length = int(rng.integers(4, 30))
+        low, high = 5 + label * (vocab - 5) // 3, 5 + (label + 1) * (vocab - 5) // 3
+        ids = np.where(rng.random(length) < 0.7, rng.integers(low, high, length), rng.integers(5, vocab, length))
+        return np.concatenate([[tokenizer.cls_token_id], ids, [tokenizer.sep_token_id]]).astype(np.int64), label
+
+    train_set = [example() for _ in range(n_train)]
+    eval_set = [example() for _ in range(n_eval)]
+    torch.manual_seed(0)
+    config = bert_config(ew.model_params(), tokenizer)
+    config.num_labels = 3
+    model = BertForSequenceClassification._from_config(config, attn_implementation="sdpa")
+    return objective_cls(model, [x for x, _ in train_set], np.array([y for _, y in train_set]),
+                         [x for x, _ in eval_set], np.array([y for _, y in eval_set]), num_labels=3,
+                         pad_token_id=tokenizer.pad_token_id, **kwargs)
+
+
+def test_streaming_evaluation_equals_metrics_from_all_predictions(data):
+    tokenizer, _ = data
+    objective = _classification(tokenizer)
+    cfg = ew.train_params(steps=30, batch_size=16, micro_batch_size=8, eval_every=10, warmup=0.0)
+    result = train(objective, cfg, lr=1e-2, seed=0, dist_info=Dist())
+    streamed = result.evals[-1]
+    assert streamed["step"] == 30
+
+    # The final weights over the whole evaluation set in one padded batch, scored by sklearn.
+    objective.eval()
+    batch = pad_batch(objective.eval_ids, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = objective.model(**batch).logits
+    labels = objective.eval_labels.numpy()
+    predictions = logits.argmax(-1).numpy()
+    assert len(set(predictions.tolist())) > 1  # not a constant classifier: macro metrics mean something
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predictions, labels=[0, 1, 2],
+                                                               average="macro", zero_division=0)
+    assert streamed["accuracy"] == pytest.approx(accuracy_score(labels, predictions), abs=1e-12)
+    assert streamed["precision_macro"] == pytest.approx(precision, abs=1e-12)
+    assert streamed["recall_macro"] == pytest.approx(recall, abs=1e-12)
+    assert streamed["f1_macro"] == pytest.approx(f1, abs=1e-12)
+    assert streamed["loss"] == pytest.approx(F.cross_entropy(logits, objective.eval_labels).item(), rel=1e-5)
+
+
+class ScriptedClassification(Classification):
+    """Real training and evaluation passes, but the selection metric follows a script (to pin the best)."""
+
+    script: list[float] = []
+
+    def metrics(self, sums):
+        result = super().metrics(sums)
+        result["accuracy"] = self.script[self.calls] if hasattr(self, "calls") else self.script[0]
+        self.calls = getattr(self, "calls", 0) + 1
+        return result
+
+
+def _snapshotting(snapshots):
+    def on_step(step, objective):  # called before step `step`: the weights after `step` steps
+        snapshots[step] = weights(objective.model)
+    return on_step
+
+
+def test_keep_best_restores_the_best_evaluation_weights(data):
+    tokenizer, _ = data
+    objective = _classification(tokenizer, objective_cls=ScriptedClassification)
+    objective.script = [0.5, 0.9, 0.6, 0.7]
+    snapshots: dict[int, dict] = {}
+    cfg = ew.train_params(steps=8, batch_size=8, eval_every=2, warmup=0.0)  # 96 examples: no epoch end before 8
+    result = train(objective, cfg, lr=3e-3, seed=0, dist_info=Dist(), keep_best=True,
+                   on_step=_snapshotting(snapshots))
+    assert [e["step"] for e in result.evals] == [2, 4, 6, 8]
+    assert result.best["step"] == 4 and result.best["accuracy"] == 0.9
+    restored = weights(objective.model)
+    assert all(torch.equal(restored[k], snapshots[4][k]) for k in restored)
+    assert not torch.equal(restored["classifier.weight"], snapshots[6]["classifier.weight"])
+
+
+def test_keep_best_evaluates_at_each_epoch_end(data):
+    tokenizer, _ = data
+    objective = _classification(tokenizer, n_train=40)
+    cfg = ew.train_params(steps=12, batch_size=8, eval_every=100, warmup=0.0)  # 5 steps an epoch
+    result = train(objective, cfg, lr=3e-3, seed=0, dist_info=Dist(), keep_best=True)
+    assert [e["step"] for e in result.evals] == [5, 10, 12]
+    assert [e["epoch"] for e in result.evals] == pytest.approx([1.0, 2.0, 2.4])
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(data):
+    tokenizer, _ = data
+    objective = _classification(tokenizer, objective_cls=ScriptedClassification)
+    objective.script = [0.5, 0.4, 0.6, 0.5, 0.55, 0.9, 0.9]  # improvement at 6 resets the count
+    cfg = ew.train_params(steps=40, batch_size=8, eval_every=2, warmup=0.0, early_stopping_patience=2)
+    result = train(objective, cfg, lr=3e-3, seed=0, dist_info=Dist())
+    assert [e["step"] for e in result.evals] == [2, 4, 6, 8, 10]
+    assert result.summary["steps"] == 10
+
+
+# --------------------------------------------------------------------------------------------- masking
+
+
+def test_masking_rates_and_special_tokens(data):
+    tokenizer, blocks = data
+    objective = ew.mlm_objective(tokenizer, blocks)
+    specials = torch.tensor(tokenizer.all_special_ids)
+    inputs = torch.from_numpy(np.tile(blocks, (3, 1)))  # ~3000 x 32 tokens
+    inputs[:, 5] = tokenizer.pad_token_id  # specials inside the block as well as [CLS]/[SEP] at its ends
+    out = objective.mask(inputs, torch.Generator().manual_seed(0))
+    special = torch.isin(inputs, specials)
+    selected = out["labels"] != IGNORE
+
+    assert not (selected & special).any()
+    assert torch.equal(out["input_ids"][special], inputs[special])
+    assert torch.equal(out["labels"][selected], inputs[selected])
+    assert torch.equal(out["input_ids"][~selected], inputs[~selected])
+    rate = selected.sum().item() / (~special).sum().item()
+    assert rate == pytest.approx(0.15, abs=0.01)
+    chosen = out["input_ids"][selected]
+    original = inputs[selected]
+    as_mask = (chosen == tokenizer.mask_token_id).float().mean().item()
+    kept = (chosen == original).float().mean().item()
+    replaced = ((chosen != original) & (chosen != tokenizer.mask_token_id)).float().mean().item()
+    assert as_mask == pytest.approx(0.8, abs=0.02)
+    assert kept == pytest.approx(0.1, abs=0.015)
+    assert replaced == pytest.approx(0.1, abs=0.015)
+
+
+def test_mask_depends_on_seed_step_and_example_not_grouping(data):
+    tokenizer, blocks = data
+    objective = ew.mlm_objective(tokenizer, blocks)
+    indices = np.array([7, 3, 100, 42, 5, 64, 11, 90])
+    whole = objective.train_batch(indices, step=4, seed=1)
+    parts = [objective.train_batch(indices[i:i + 3], step=4, seed=1) for i in range(0, 8, 3)]
+    for key in whole:
+        assert torch.equal(whole[key], torch.cat([p[key] for p in parts]))
+    order = np.argsort(indices)
+    shuffled = objective.train_batch(indices[order], step=4, seed=1)
+    assert torch.equal(shuffled["labels"], whole["labels"][order])
+    assert not torch.equal(objective.train_batch(indices, step=5, seed=1)["labels"], whole["labels"])
+    assert not torch.equal(objective.train_batch(indices, step=4, seed=2)["labels"], whole["labels"])
