@@ -2,11 +2,12 @@
 
 As a script (one process, or one rank of several with torchrun's RANK/WORLD_SIZE/MASTER_* variables):
 
-    python tests/engine_worker.py --data DIR --out DIR --ckpt-root DIR [--steps N ...]
+    python tests/engine_worker.py --data DIR --out DIR --ckpt-dir DIR [--steps N ...]
 
-it trains the tiny MLM with `lmpipe.engine.loop.train`, resuming from `<ckpt-root>/mlm-<fingerprint>` like
-the stages do, and writes `record-<rank>.json` (history, evaluations, the first step it ran, how many
-checkpoints it saved) and, on rank 0, the final weights as `weights.safetensors`.
+it trains the tiny MLM with `lmpipe.engine.loop.train`, resuming from the checkpoint directory (the test
+names it by `checkpoint.fingerprint`, as the stages do), and writes `record-<rank>.json` (history,
+evaluations, the first step it ran, the checkpoints it saved) and, on rank 0, the final weights as
+`weights.safetensors`.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ckpt-root", type=Path, required=True)
+    parser.add_argument("--ckpt-dir", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--micro", type=int, default=None)
@@ -118,8 +119,6 @@ def main(argv: list[str] | None = None) -> None:
     objective = mlm_objective(tokenizer, blocks, dropout=args.dropout)
     cfg = train_params(steps=args.steps, batch_size=args.batch, micro_batch_size=args.micro, warmup=0.25,
                        checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_every=args.eval_every)
-    config = {"seed": args.seed, "lr": args.lr, "dropout": args.dropout, "train": vars(cfg)}
-    ckpt_dir = args.ckpt_root / f"mlm-{checkpoint.fingerprint('mlm', config, [args.data])}"
 
     ran: list[int] = []
 
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.sleep:
             time.sleep(args.sleep)
 
-    result = train(objective, cfg, lr=args.lr, seed=args.seed, dist_info=info, checkpoint_dir=ckpt_dir,
+    result = train(objective, cfg, lr=args.lr, seed=args.seed, dist_info=info, checkpoint_dir=args.ckpt_dir,
                    on_step=on_step, desc=f"worker{info.rank}")
     if info.is_main:
         from safetensors.torch import save_file
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
                   str(args.out / "weights.safetensors"))
     record = {"rank": info.rank, "world": info.world, "first_step": ran[0], "steps_run": len(ran),
               "saves": saves, "history": plain(result.history), "evals": result.evals,
-              "summary_steps": result.summary["steps"], "checkpoint_dir": str(ckpt_dir)}
+              "summary_steps": result.summary["steps"]}
     (args.out / f"record-{info.rank}.json").write_text(json.dumps(record))
     distributed.teardown()
 

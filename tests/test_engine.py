@@ -111,9 +111,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _launch(data_dir: Path, out: Path, ckpt_root: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+def _launch(data_dir: Path, out: Path, ckpt_dir: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(WORKER), "--data", str(data_dir), "--out", str(out), "--ckpt-root", str(ckpt_root),
+    cmd = [sys.executable, str(WORKER), "--data", str(data_dir), "--out", str(out), "--ckpt-dir", str(ckpt_dir),
            *extra]
     return subprocess.Popen(cmd, cwd=REPO, env=env or _env(), stdout=open(out / "log.txt", "ab"),
                             stderr=subprocess.STDOUT)
@@ -145,34 +145,42 @@ def _free_port() -> int:
 def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
     # log_every does not divide checkpoint_every: the logging window must survive the restart too.
     args = ["--steps", "14", "--checkpoint-every", "4", "--log-every", "3", "--eval-every", "5"]
+    changed_args = [*args, "--lr", "2e-3"]
+    # As the stages do: the checkpoint directory is named by the fingerprint of the run's params and inputs
+    # (computed once here, so an edit to the package's sources mid-test cannot move it).
+    ckpt_root = tmp_path / "ckpt"
+    ckpt_dir = ckpt_root / f"mlm-{checkpoint.fingerprint('mlm', args, [data_dir])}"
+    changed_dir = ckpt_root / f"mlm-{checkpoint.fingerprint('mlm', changed_args, [data_dir])}"
+    assert changed_dir != ckpt_dir
+
     reference = _launch(data_dir, tmp_path / "reference", tmp_path / "ckpt-reference", *args)
-    out, ckpt_root = tmp_path / "run", tmp_path / "ckpt"
-    victim = _launch(data_dir, out, ckpt_root, *args, "--sleep", "0.25")
+    out = tmp_path / "run"
+    victim = _launch(data_dir, out, ckpt_dir, *args, "--sleep", "0.25")
+    state_file = ckpt_dir / checkpoint.STATE_FILE
     deadline = time.monotonic() + SUBPROCESS_TIMEOUT
     while time.monotonic() < deadline and victim.poll() is None:
         progress = out / "progress"
-        saved = list(ckpt_root.glob(f"*/{checkpoint.STATE_FILE}"))
-        if saved and progress.exists() and progress.read_text() and int(progress.read_text()) >= 6:
+        text = progress.read_text() if progress.exists() else ""
+        if state_file.exists() and text and int(text) >= 6:  # past a checkpoint, with steps to redo
             break
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL, (out / "log.txt").read_text()[-3000:]
     assert not (out / "weights.safetensors").exists()
-    (state_file,) = ckpt_root.glob(f"*/{checkpoint.STATE_FILE}")
-    saved_step = checkpoint.load(state_file.parent)["loop"]["step"]
+    saved_step = checkpoint.load(ckpt_dir)["loop"]["step"]
     assert saved_step in (4, 8)
 
-    # Changed params hash to another directory: that run starts from step 0 while the checkpoint waits.
-    resumed = _launch(data_dir, out, ckpt_root, *args)
+    # Changed params name another directory: that run starts from step 0 while the checkpoint waits.
     changed_out = tmp_path / "changed"
-    changed = _launch(data_dir, changed_out, ckpt_root, *args, "--lr", "2e-3")
-    resumed_record = _finish(resumed, out)
+    changed = _launch(data_dir, changed_out, changed_dir, *changed_args)
+    resumed = _launch(data_dir, out, ckpt_dir, *args)
     changed_record = _finish(changed, changed_out)
+    resumed_record = _finish(resumed, out)
     reference_record = _finish(reference, tmp_path / "reference")
 
     assert resumed_record["first_step"] == saved_step
     assert resumed_record["steps_run"] == 14 - saved_step
-    assert not state_file.parent.exists()  # a finished run removes its checkpoint
+    assert not ckpt_dir.exists()  # a finished run removes its checkpoint
     assert reference_record["first_step"] == 0 and reference_record["saves"] == [4, 8, 12]
     assert resumed_record["history"] == reference_record["history"]
     assert resumed_record["evals"] == reference_record["evals"]
@@ -181,7 +189,7 @@ def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
     for name in expected:
         assert torch.equal(got[name], expected[name]), name
 
-    assert changed_record["first_step"] == 0 and changed_record["checkpoint_dir"] != resumed_record["checkpoint_dir"]
+    assert changed_record["first_step"] == 0 and changed_record["steps_run"] == 14
     assert not torch.equal(_weights(changed_out)["bert.embeddings.word_embeddings.weight"],
                            expected["bert.embeddings.word_embeddings.weight"])
 
@@ -214,7 +222,7 @@ def test_ddp_matches_single_process(data, data_dir, tmp_path):
         env = _env()
         env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                    MASTER_PORT=str(port))
-        ranks.append(_launch(data_dir, tmp_path / f"rank{rank}", tmp_path / "ckpt", *args, env=env))
+        ranks.append(_launch(data_dir, tmp_path / f"rank{rank}", tmp_path / "ckpt" / "mlm", *args, env=env))
 
     # The same global batch in one process, without accumulation, while the ranks run.
     single = ew.mlm_objective(tokenizer, blocks)

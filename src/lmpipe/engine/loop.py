@@ -134,8 +134,9 @@ def train(
     budget = Budget(cfg, objective.train_size)
     sampler = StepSampler(objective.train_size, cfg.batch_size, seed)
 
+    # The logging window lives in the state too, so a resumed run logs the same rows as an uninterrupted one.
     state: dict[str, Any] = {"step": 0, "tokens": 0, "seconds": 0.0, "history": [], "evals": [],
-                             "best": None, "best_weights": None, "bad_evals": 0}
+                             "best": None, "best_weights": None, "bad_evals": 0, "window": _empty_window()}
     resumed = ckpt.load(checkpoint_dir) if checkpoint_dir and cfg.checkpoint_every else None
     if resumed is not None:
         objective.model.load_state_dict(resumed["model"])
@@ -173,7 +174,7 @@ def train(
     total = budget.total_steps
     bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not dist_info.is_main, dynamic_ncols=True,
                unit="step", mininterval=1.0)
-    window = {"loss_sum": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0}
+    window = state["window"]
     epoch_steps = max(1, objective.train_size // cfg.batch_size)
     stop = False
     objective.train()
@@ -229,7 +230,7 @@ def train(
                             tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
             if tracker is not None:
                 tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=step)
-            window = {"loss_sum": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0}
+            window = state["window"] = _empty_window()
         bar.update(1)
 
         end_of_epoch = step % epoch_steps == 0
@@ -279,6 +280,10 @@ def train(
     }
     best = state["best"] if keep_best else (state["evals"][-1] if state["evals"] else None)
     return TrainResult(history=state["history"], evals=state["evals"], best=best, summary=summary)
+
+
+def _empty_window() -> dict[str, float]:
+    return {"loss_sum": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0}
 
 
 def _is_better(metrics: dict[str, float], best: dict[str, float] | None, objective: Objective) -> bool:
