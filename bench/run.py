@@ -184,6 +184,15 @@ class Probe:
         model.cls.predictions.decoder.register_forward_hook(self._decoder)
         model.bert.register_forward_pre_hook(self._inputs, with_kwargs=True)
         model.register_forward_pre_hook(self._outer, with_kwargs=True)
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+
+        def spy(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
+            if "sdpa" not in self.info:
+                self.info["sdpa"] = {"dtype": str(query.dtype).replace("torch.", ""), "attn_mask": attn_mask is not None,
+                                     "dropout_p": dropout_p, "is_causal": is_causal}
+            return sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kwargs)
+
+        torch.nn.functional.scaled_dot_product_attention = spy
 
     def _linear(self, module, args, output):
         if "encoder_linear_out_dtype" not in self.info:
@@ -225,10 +234,10 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
     torch.manual_seed(params.seed)  # the same initial weights in every row
     model = build_masked_lm(params.model, tokenizer)
     checksum = float(sum(p.double().sum() for p in model.parameters()))
-    probe = Probe(model)
+    probe = Probe(model) if not compile_ else None  # hooks inside a compiled region would change what compiles
     transformers.logging.set_verbosity_error()
 
-    stamps: list[float] = []
+    stamps: list[tuple[float, float, float]] = []  # (wall, this process's CPU seconds, machine busy seconds)
     losses: dict[int, float] = {}
     start = time.perf_counter()
     if engine == "ours":
@@ -245,7 +254,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
                              mask_token_id=tokenizer.mask_token_id, special_token_ids=tokenizer.all_special_ids,
                              vocab_size=len(tokenizer), eval_seed=params.seed)
         result = train(objective, run_cfg, lr=lr, seed=params.seed, dist_info=Dist(),
-                       on_step=lambda step, obj: stamps.append(time.perf_counter()), desc=row)
+                       on_step=lambda step, obj: stamps.append(_stamp()), desc=row)
         losses = {int(r["step"]): float(r["loss"]) for r in result.history}
         extra = {"resolved_precision": result.summary["precision"],
                  "auto_precision_here": str(resolve_precision("auto", torch.device("cpu"))),
@@ -266,7 +275,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
 
         class Timer(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
-                stamps.append(time.perf_counter())
+                stamps.append(_stamp())
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if logs and "loss" in logs:
@@ -294,24 +303,81 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
                      "warmup_steps": args.get_warmup_steps(total)}
     wall = time.perf_counter() - start
 
-    deltas = np.diff(np.asarray(stamps))  # deltas[k]: the whole loop iteration of step k (data, fwd, bwd, opt, log)
-    timed = deltas[warmup:]
+    marks = np.asarray(stamps)
+    deltas = np.diff(marks[:, 0])  # deltas[k]: the whole loop iteration of step k (data, fwd, bwd, opt, log)
+    others = _step_others(marks)  # per step: the share of the machine's CPU used by other processes
+    timed, timed_others = deltas[warmup:], others[warmup:]
+    quiet = timed[timed_others <= QUIET]
+    used = quiet if len(quiet) >= max(3, len(timed) // 4) else timed
     tokens_per_step = cfg.batch_size * blocks.shape[1]
     import resource
 
     record = {
         "row": row, "engine": engine, "precision": precision, "compile": compile_, "warmup": warmup,
-        "steps": int(len(timed)), "tokens_per_step": tokens_per_step,
-        "tokens_per_s": float(len(timed) * tokens_per_step / timed.sum()),
-        "step_s_median": float(np.median(timed)), "step_s_p10": float(np.percentile(timed, 10)),
-        "step_s_p90": float(np.percentile(timed, 90)),
+        "steps": int(len(timed)), "quiet_steps": int(len(quiet)), "used_steps": int(len(used)),
+        "used_quiet": bool(used is quiet), "tokens_per_step": tokens_per_step,
+        "tokens_per_s": float(tokens_per_step / np.median(used)),
+        "tokens_per_s_all_steps": float(len(timed) * tokens_per_step / timed.sum()),
+        "step_s_median": float(np.median(used)), "step_s_p10": float(np.percentile(used, 10)),
+        "step_s_p90": float(np.percentile(used, 90)), "step_s_min": float(used.min()),
+        "others_share_timed": float(np.mean(timed_others)),
+        "step_seconds": deltas.tolist(), "step_others": others.tolist(),
         "warmup_s": float(deltas[:warmup].sum()),
         "first_step_s": float(deltas[0]),
         "wall_s": wall, "init_checksum": checksum, "losses": losses,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(), "probe": probe.summary(), **extra,
+        "threads": torch.get_num_threads(), "probe": probe.summary() if probe else {}, **extra,
     }
     out.write_text(json.dumps(record, indent=1))
+
+
+# --------------------------------------------------------------------------------------------- contention
+
+
+def _cpu_snapshot() -> tuple[float, float, float]:
+    """(busy seconds of the whole machine, CPU seconds of finished children, wall time)."""
+    import resource
+
+    busy = _machine_busy()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, children.ru_utime + children.ru_stime, time.perf_counter()
+
+
+def wait_quiet(limit_s: float) -> float:
+    """Wait (up to limit_s) until the machine is idle over a 2 s window; returns the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit_s:
+        b0, t0 = _machine_busy(), time.perf_counter()
+        time.sleep(2.0)
+        if (_machine_busy() - b0) / ((time.perf_counter() - t0) * (os.cpu_count() or 1)) <= QUIET:
+            break
+    return time.perf_counter() - start
+
+
+def _others_share(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
+    """The fraction of the machine's CPU capacity used by processes other than the row's, while it ran."""
+    busy = after[0] - before[0]
+    mine = after[1] - before[1]
+    capacity = (after[2] - before[2]) * (os.cpu_count() or 1)
+    return max(0.0, min(1.0, (busy - mine) / max(capacity, 1e-9)))
+
+
+QUIET = 0.10  # a step is "quiet" when other processes used at most this share of the machine's CPU during it
+
+
+def _machine_busy() -> float:
+    fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _stamp() -> tuple[float, float, float]:
+    return time.perf_counter(), time.process_time(), _machine_busy()
+
+
+def _step_others(marks: np.ndarray) -> np.ndarray:
+    wall, mine, busy = (np.diff(marks[:, i]) for i in range(3))
+    return np.clip((busy - mine) / np.maximum(wall * (os.cpu_count() or 1), 1e-9), 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -421,16 +487,19 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
         w("")
     w("What ran (forward hooks):")
     w("")
-    w("| row | autocast in forward | encoder Linear out | vocab logits | vocab-projection rows/step | model inputs | "
-      "init checksum |")
-    w("|---|---|---|---|---:|---|---:|")
+    w("| row | autocast in forward | encoder Linear out | attention (SDPA) call | vocab logits | "
+      "vocab-projection rows/step | encoder inputs | init checksum |")
+    w("|---|---|---|---|---|---:|---|---:|")
     for name, r in rows.items():
         p = r["probe"]
         ac = f"{p.get('autocast_cpu_enabled_in_forward')} ({p.get('autocast_cpu_dtype')})"
         if r["engine"] == "trainer":
             ac += f"; accelerate mixed_precision={r.get('accelerate_mixed_precision')}"
-        w(f"| {name} | {ac} | {p.get('encoder_linear_out_dtype')} | {p.get('vocab_logits_dtype')} | "
-          f"{p.get('vocab_projection_rows_per_step', 0):.0f} | {', '.join(p.get('model_inputs', []))} | "
+        sd = p.get("sdpa") or {}
+        sdpa = (f"{sd.get('dtype')}, mask {'tensor' if sd.get('attn_mask') else 'None'}, dropout_p {sd.get('dropout_p')}"
+                if sd else "-")
+        w(f"| {name} | {ac} | {p.get('encoder_linear_out_dtype')} | {sdpa} | {p.get('vocab_logits_dtype')} | "
+          f"{p.get('vocab_projection_rows_per_step', 0):.0f} | {', '.join(p.get('encoder_inputs', []))} | "
           f"{r['init_checksum']:.6f} |")
     w("")
     w("## Loss curves (mean per-step training loss over the 5 steps ending at the step)")
@@ -501,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"), help="the report (markdown)")
     parser.add_argument("--no-write", action="store_true", help="print only, do not write the report")
     parser.add_argument("--row-timeout", type=int, default=900, help="seconds before a row's subprocess is killed")
+    parser.add_argument("--wait-quiet", type=float, default=90.0,
+                        help="before each row, wait up to this many seconds for other processes to go idle (0: never)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -548,17 +619,21 @@ def main(argv: list[str] | None = None) -> int:
             out = tmp_path / f"{name}.json"
             cmd = [sys.executable, "-m", "bench.run", "--worker", name, "--data-dir", tmp, "--out", str(out),
                    "--steps", str(args.steps), "--warmup", str(args.warmup)]
+            waited = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else 0.0
             t = time.perf_counter()
             load = open("/proc/loadavg").read().split()[0]
+            before = _cpu_snapshot()
             proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=args.row_timeout, capture_output=True, text=True)
+            others = _others_share(before, _cpu_snapshot())
             if proc.returncode != 0 or not out.exists():
                 print(proc.stdout[-3000:], proc.stderr[-6000:], sep="\n", file=sys.stderr)
                 print(f"[bench] row {name} FAILED (exit {proc.returncode})", file=sys.stderr, flush=True)
                 continue
             results[name] = r = json.loads(out.read_text())
-            r["load_before"] = load
+            r["load_before"], r["others_cpu_share"], r["waited_for_quiet_s"] = load, others, waited
             print(f"[bench] {name:18s} {r['tokens_per_s']:8.0f} tokens/s  step {r['step_s_median']:.3f} s  "
-                  f"warm-up {r['warmup_s']:.1f} s  ({time.perf_counter() - t:.0f} s, load before {load})", flush=True)
+                  f"warm-up {r['warmup_s']:.1f} s  ({time.perf_counter() - t:.0f} s; CPU used by other processes "
+                  f"{100 * others:.0f}%)", flush=True)
     peaks["bf16_end"] = matmul_peak("bfloat16", args.peak_n, peak_seconds)
     peaks["fp32_end"] = matmul_peak("float32", args.peak_n, peak_seconds)
     peaks["load_end"] = open("/proc/loadavg").read().split()[0]

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -44,7 +42,8 @@ def model_params(dropout: float = 0.0) -> ModelParams:
 
 
 def train_params(**overrides) -> TrainParams:
-    """A validated TrainParams for the tiny model: fp32, no warmup surprises unless asked."""
+    """A validated TrainParams for the tiny model: fp32, 4 steps, a log row a step, no checkpoints, one
+    evaluation at the end; a budget named in `overrides` replaces the steps."""
     values = dict(batch_size=16, steps=4, precision="fp32", eval_every=1000, log_every=1, checkpoint_every=0)
     values.update(overrides)
     if any(k in overrides for k in ("epochs", "tokens", "minutes")):
@@ -70,12 +69,12 @@ def load_data(directory: Path):
 
 
 def mlm_objective(tokenizer, blocks: np.ndarray, *, dropout: float = 0.0, init_seed: int = 0,
-                  n_train: int | None = None) -> MaskedLM:
+                  n_train: int | None = None, n_eval: int = N_EVAL) -> MaskedLM:
     """The tiny MLM with weights drawn from `init_seed` (the same weights in every process)."""
     torch.manual_seed(init_seed)
     model = build_masked_lm(model_params(dropout), tokenizer)
     train_blocks = blocks[:-N_EVAL] if n_train is None else blocks[:n_train]
-    return MaskedLM(model, train_blocks, blocks[-N_EVAL:], mask_rate=0.15, mask_token_fraction=0.8,
+    return MaskedLM(model, train_blocks, blocks[-n_eval:], mask_rate=0.15, mask_token_fraction=0.8,
                     random_token_fraction=0.1, mask_token_id=tokenizer.mask_token_id,
                     special_token_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer))
 
@@ -99,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--n-eval", type=int, default=N_EVAL, help="held-out blocks to evaluate on")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep before each step")
     args = parser.parse_args(argv)
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint.save = counting_save  # the loop calls checkpoint.save through the module
 
     tokenizer, blocks = load_data(args.data)
-    objective = mlm_objective(tokenizer, blocks, dropout=args.dropout)
+    objective = mlm_objective(tokenizer, blocks, dropout=args.dropout, n_eval=args.n_eval)
     cfg = train_params(steps=args.steps, batch_size=args.batch, micro_batch_size=args.micro, warmup=0.25,
                        checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_every=args.eval_every)
 
@@ -145,5 +145,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     main()

@@ -38,6 +38,15 @@ REPO = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 180
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: two pytest-xdist workers and their child processes share two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     return ew.make_data(tmp_path_factory.mktemp("mlm-data"))
@@ -60,47 +69,6 @@ def capture_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return grads
 
 
-# --------------------------------------------------------------------------------------------- gradient accumulation
-
-
-def test_accumulated_gradient_equals_full_batch_gradient(data):
-    tokenizer, blocks = data
-    common = dict(batch_size=32, steps=1, max_grad_norm=None, warmup=0.0)
-
-    full = ew.mlm_objective(tokenizer, blocks)
-    full_grads = capture_grads(full.model)
-    train(full, ew.train_params(**common), lr=1e-9, seed=3, dist_info=Dist())
-
-    accumulated = ew.mlm_objective(tokenizer, blocks)
-    accumulated_grads = capture_grads(accumulated.model)
-    train(accumulated, ew.train_params(micro_batch_size=8, **common), lr=1e-9, seed=3, dist_info=Dist())
-
-    assert full_grads.keys() == accumulated_grads.keys() and len(full_grads) > 10
-    for name in full_grads:
-        torch.testing.assert_close(accumulated_grads[name], full_grads[name], atol=1e-6, rtol=1e-5, msg=name)
-
-    # What the loop should compute: the step's summed loss over its total target count.
-    reference = ew.mlm_objective(tokenizer, blocks)
-    indices = StepSampler(reference.train_size, 32, seed=3).indices(0)
-    batch = reference.train_batch(indices, 0, 3)
-    out = reference(batch)
-    (out["loss_sum"] / out["targets"]).backward()
-    for name, param in reference.model.named_parameters():
-        torch.testing.assert_close(full_grads[name], param.grad, atol=1e-6, rtol=1e-5, msg=name)
-
-    # A mean of per-micro-batch means weights tokens unequally (the masks select different counts), so it
-    # gives a different gradient: the comparison above can fail.
-    naive = ew.mlm_objective(tokenizer, blocks)
-    micro = [naive.train_batch(indices[i:i + 8], 0, 3) for i in range(0, 32, 8)]
-    counts = [naive.count_targets(b) for b in micro]
-    assert len(set(counts)) > 1, counts
-    for b in micro:
-        out = naive(b)
-        (out["loss_sum"] / out["targets"] / len(micro)).backward()
-    worst = max((p.grad - full_grads[n]).abs().max().item() for n, p in naive.model.named_parameters())
-    assert worst > 1e-4
-
-
 # --------------------------------------------------------------------------------------------- subprocesses
 
 
@@ -115,8 +83,8 @@ def _launch(data_dir: Path, out: Path, ckpt_dir: Path, *extra: str, env: dict | 
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(WORKER), "--data", str(data_dir), "--out", str(out), "--ckpt-dir", str(ckpt_dir),
            *extra]
-    return subprocess.Popen(cmd, cwd=REPO, env=env or _env(), stdout=open(out / "log.txt", "ab"),
-                            stderr=subprocess.STDOUT)
+    with open(out / "log.txt", "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, cwd=REPO, env=env or _env(), stdout=log, stderr=subprocess.STDOUT)
 
 
 def _finish(proc: subprocess.Popen, out: Path) -> dict:
@@ -170,11 +138,14 @@ def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
     saved_step = checkpoint.load(ckpt_dir)["loop"]["step"]
     assert saved_step in (4, 8)
 
-    # Changed params name another directory: that run starts from step 0 while the checkpoint waits.
-    changed_out = tmp_path / "changed"
-    changed = _launch(data_dir, changed_out, changed_dir, *changed_args)
+    # Changed params name another directory, so that run starts from step 0 beside the checkpoint.
+    tokenizer, blocks = ew.load_data(data_dir)
+    ran: list[int] = []
+    train(ew.mlm_objective(tokenizer, blocks), ew.train_params(steps=5, checkpoint_every=4), lr=2e-3, seed=0,
+          dist_info=Dist(), checkpoint_dir=changed_dir, on_step=lambda step, _: ran.append(step))
+    assert ran == [0, 1, 2, 3, 4] and state_file.exists()
+
     resumed = _launch(data_dir, out, ckpt_dir, *args)
-    changed_record = _finish(changed, changed_out)
     resumed_record = _finish(resumed, out)
     reference_record = _finish(reference, tmp_path / "reference")
 
@@ -189,9 +160,8 @@ def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
     for name in expected:
         assert torch.equal(got[name], expected[name]), name
 
-    assert changed_record["first_step"] == 0 and changed_record["steps_run"] == 14
-    assert not torch.equal(_weights(changed_out)["bert.embeddings.word_embeddings.weight"],
-                           expected["bert.embeddings.word_embeddings.weight"])
+
+# --------------------------------------------------------------------------------------------- checkpoint key
 
 
 def test_fingerprint_covers_stage_params_and_inputs(tmp_path):
@@ -207,53 +177,45 @@ def test_fingerprint_covers_stage_params_and_inputs(tmp_path):
     assert base != checkpoint.fingerprint("stage", params, [inputs])
 
 
-# --------------------------------------------------------------------------------------------- DDP
+# --------------------------------------------------------------------------------------------- gradient accumulation
 
 
-@pytest.mark.subprocess
-def test_ddp_matches_single_process(data, data_dir, tmp_path):
+def test_accumulated_gradient_equals_full_batch_gradient(data):
     tokenizer, blocks = data
-    steps = 6
-    args = ["--steps", str(steps), "--batch", "16", "--micro", "4", "--dropout", "0", "--checkpoint-every", "2",
-            "--log-every", "1", "--eval-every", "3"]
-    port = _free_port()
-    ranks = []
-    for rank in range(2):
-        env = _env()
-        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port))
-        ranks.append(_launch(data_dir, tmp_path / f"rank{rank}", tmp_path / "ckpt" / "mlm", *args, env=env))
+    common = dict(batch_size=32, steps=1, max_grad_norm=None, warmup=0.0)
 
-    # The same global batch in one process, without accumulation, while the ranks run.
-    single = ew.mlm_objective(tokenizer, blocks)
-    cfg = ew.train_params(steps=steps, batch_size=16, warmup=0.25, eval_every=3)
-    result = train(single, cfg, lr=1e-3, seed=0, dist_info=Dist())
+    full = ew.mlm_objective(tokenizer, blocks)
+    full_grads = capture_grads(full.model)
+    train(full, ew.train_params(**common), lr=1e-9, seed=3, dist_info=Dist())
 
-    records = []
-    for rank, proc in enumerate(ranks):
-        try:
-            rc = proc.wait(timeout=SUBPROCESS_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            for p in ranks:
-                p.kill()
-            raise
-        log = (tmp_path / f"rank{rank}" / "log.txt").read_text()
-        assert rc == 0, log[-3000:]
-        records.append(json.loads((tmp_path / f"rank{rank}" / f"record-{rank}.json").read_text()))
+    accumulated = ew.mlm_objective(tokenizer, blocks)
+    accumulated_grads = capture_grads(accumulated.model)
+    train(accumulated, ew.train_params(micro_batch_size=8, **common), lr=1e-9, seed=3, dist_info=Dist())
 
-    assert [r["world"] for r in records] == [2, 2]
-    assert records[0]["saves"] == [2, 4] and records[1]["saves"] == []  # only rank 0 writes checkpoints
-    assert not (tmp_path / "rank1" / "weights.safetensors").exists()
-    history = records[0]["history"]
-    assert [row["step"] for row in history] == list(range(1, steps + 1))
-    np.testing.assert_allclose([row["loss"] for row in history], [row["loss"] for row in result.history], rtol=1e-4)
-    assert [row["tokens"] for row in history] == [row["tokens"] for row in result.history]
-    assert records[1]["history"] == history  # every rank logs the all-reduced loss
-    np.testing.assert_allclose([e["loss"] for e in records[0]["evals"]], [e["loss"] for e in result.evals], rtol=1e-4)
+    assert full_grads.keys() == accumulated_grads.keys() and len(full_grads) > 10
+    for name in full_grads:
+        torch.testing.assert_close(accumulated_grads[name], full_grads[name], atol=1e-6, rtol=1e-5, msg=name)
 
-    got = _weights(tmp_path / "rank0")
-    for name, value in single.model.state_dict().items():
-        torch.testing.assert_close(got[name], value, atol=1e-5, rtol=1e-4, msg=name)
+    # What the loop should compute: the step's summed loss over its total target count.
+    reference = ew.mlm_objective(tokenizer, blocks)
+    indices = StepSampler(reference.train_size, 32, seed=3).indices(0)
+    batch = reference.train_batch(indices, 0, 3)
+    out = reference(batch)
+    (out["loss_sum"] / out["targets"]).backward()
+    for name, param in reference.model.named_parameters():
+        torch.testing.assert_close(full_grads[name], param.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+    # A mean of per-micro-batch means weights tokens unequally (the masks select different counts), so it
+    # gives a different gradient: the comparison above can fail.
+    naive = ew.mlm_objective(tokenizer, blocks)
+    micro = [naive.train_batch(indices[i:i + 8], 0, 3) for i in range(0, 32, 8)]
+    counts = [naive.count_targets(b) for b in micro]
+    assert len(set(counts)) > 1, counts
+    for b in micro:
+        out = naive(b)
+        (out["loss_sum"] / out["targets"] / len(micro)).backward()
+    worst = max((p.grad - full_grads[n]).abs().max().item() for n, p in naive.model.named_parameters())
+    assert worst > 1e-3  # a thousand times the tolerance above
 
 
 # --------------------------------------------------------------------------------------------- determinism
@@ -395,12 +357,13 @@ def test_streaming_evaluation_equals_metrics_from_all_predictions(data):
 class ScriptedClassification(Classification):
     """Real training and evaluation passes, but the selection metric follows a script (to pin the best)."""
 
-    script: list[float] = []
+    script: list[float] = []  # the accuracy each successive evaluation reports
+    calls = 0
 
     def metrics(self, sums):
         result = super().metrics(sums)
-        result["accuracy"] = self.script[self.calls] if hasattr(self, "calls") else self.script[0]
-        self.calls = getattr(self, "calls", 0) + 1
+        result["accuracy"] = self.script[self.calls]
+        self.calls += 1
         return result
 
 
@@ -486,3 +449,61 @@ def test_mask_depends_on_seed_step_and_example_not_grouping(data):
     assert torch.equal(shuffled["labels"], whole["labels"][order])
     assert not torch.equal(objective.train_batch(indices, step=5, seed=1)["labels"], whole["labels"])
     assert not torch.equal(objective.train_batch(indices, step=4, seed=2)["labels"], whole["labels"])
+
+
+# --------------------------------------------------------------------------------------------- DDP
+
+
+def test_an_evaluation_set_smaller_than_the_process_count_is_refused(data):
+    tokenizer, blocks = data
+    objective = ew.mlm_objective(tokenizer, blocks, n_eval=1)
+    with pytest.raises(ValueError, match="at least one example for each of the 2 processes"):
+        train(objective, ew.train_params(), lr=1e-3, seed=0, dist_info=Dist(rank=0, world=2))
+
+
+@pytest.mark.subprocess
+def test_ddp_matches_single_process(data, data_dir, tmp_path):
+    tokenizer, blocks = data
+    steps = 6
+    # 7 held-out blocks: evaluation batches of 3 and 4, one on each process (with batches of 2 x micro
+    # = 8, rank 1 would have none and miss the collectives)
+    args = ["--steps", str(steps), "--batch", "16", "--micro", "4", "--dropout", "0", "--checkpoint-every", "2",
+            "--log-every", "1", "--eval-every", "3", "--n-eval", "7"]
+    port = _free_port()
+    ranks = []
+    for rank in range(2):
+        env = _env()
+        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port))
+        ranks.append(_launch(data_dir, tmp_path / f"rank{rank}", tmp_path / "ckpt" / "mlm", *args, env=env))
+
+    # The same global batch in one process, without accumulation, while the ranks run.
+    single = ew.mlm_objective(tokenizer, blocks, n_eval=7)
+    cfg = ew.train_params(steps=steps, batch_size=16, warmup=0.25, eval_every=3)
+    result = train(single, cfg, lr=1e-3, seed=0, dist_info=Dist())
+
+    records = []
+    for rank, proc in enumerate(ranks):
+        try:
+            rc = proc.wait(timeout=SUBPROCESS_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for p in ranks:
+                p.kill()
+            raise
+        log = (tmp_path / f"rank{rank}" / "log.txt").read_text()
+        assert rc == 0, log[-3000:]
+        records.append(json.loads((tmp_path / f"rank{rank}" / f"record-{rank}.json").read_text()))
+
+    assert [r["world"] for r in records] == [2, 2]
+    assert records[0]["saves"] == [2, 4] and records[1]["saves"] == []  # only rank 0 writes checkpoints
+    assert not (tmp_path / "rank1" / "weights.safetensors").exists()
+    history = records[0]["history"]
+    assert [row["step"] for row in history] == list(range(1, steps + 1))
+    np.testing.assert_allclose([row["loss"] for row in history], [row["loss"] for row in result.history], rtol=1e-4)
+    assert [row["tokens"] for row in history] == [row["tokens"] for row in result.history]
+    assert records[1]["history"] == history  # every rank logs the all-reduced loss
+    np.testing.assert_allclose([e["loss"] for e in records[0]["evals"]], [e["loss"] for e in result.evals], rtol=1e-4)
+
+    got = _weights(tmp_path / "rank0")
+    for name, value in single.model.state_dict().items():
+        torch.testing.assert_close(got[name], value, atol=1e-5, rtol=1e-4, msg=name)

@@ -127,6 +127,11 @@ def train(
     micro = cfg.micro_batch_size or cfg.batch_size // world
     if cfg.batch_size % (micro * world):
         raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {micro} x {world} processes")
+    if objective.eval_size < world:
+        raise ValueError(f"the evaluation set ({objective.eval_size} examples) needs at least one example "
+                         f"for each of the {world} processes")
+    # Every process gets at least one evaluation batch: one with none would skip the collectives.
+    eval_batch_size = min(2 * micro, math.ceil(objective.eval_size / world))
     autocast_dtype = resolve_precision(cfg.precision, device)
     torch.manual_seed(seed)
     objective.to(device)
@@ -160,7 +165,7 @@ def train(
         objective.eval()
         sums: dict[str, torch.Tensor] = {}
         with torch.no_grad(), autocast():
-            for i, batch in enumerate(objective.eval_batches(max(micro, 2 * micro), dist_info.rank, world)):
+            for i, batch in enumerate(objective.eval_batches(eval_batch_size, dist_info.rank, world)):
                 if cfg.eval_batches is not None and i >= cfg.eval_batches:
                     break
                 out = runner(_to(batch, device))

@@ -35,6 +35,10 @@ class Objective(nn.Module):
     def train_size(self) -> int:
         raise NotImplementedError
 
+    @property
+    def eval_size(self) -> int:
+        raise NotImplementedError
+
     def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
         """The training examples `indices` as tensors; randomness (masking) depends only on (seed, step, indices)."""
         raise NotImplementedError
@@ -86,6 +90,10 @@ class MaskedLM(Objective):
     @property
     def train_size(self) -> int:
         return len(self.train_blocks)
+
+    @property
+    def eval_size(self) -> int:
+        return len(self.eval_blocks)
 
     def mask(self, input_ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Select mask_rate of the non-special tokens; 80% -> [MASK], 10% -> random token, 10% kept."""
@@ -163,6 +171,10 @@ class Classification(Objective):
     @property
     def train_size(self) -> int:
         return len(self.train_ids)
+
+    @property
+    def eval_size(self) -> int:
+        return len(self.eval_ids)
 
     def collate(self, ids: Sequence[np.ndarray], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {**pad_batch(ids, self.pad_token_id), "labels": labels}
