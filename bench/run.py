@@ -256,9 +256,10 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
         result = train(objective, run_cfg, lr=lr, seed=params.seed, dist_info=Dist(),
                        on_step=lambda step, obj: stamps.append(_stamp()), desc=row)
         losses = {int(r["step"]): float(r["loss"]) for r in result.history}
-        extra = {"resolved_precision": result.summary["precision"],
-                 "auto_precision_here": str(resolve_precision("auto", torch.device("cpu"))),
-                 "engine_reported_tokens_per_s": result.summary["tokens_per_s"]}
+        telemetry = {**result.summary, **(getattr(result, "telemetry", None) or {})}
+        extra = {"resolved_precision": telemetry.get("precision"),
+                 "auto_precision_here": str(resolve_precision("auto", torch.device("cpu"))).replace("torch.", ""),
+                 "engine_reported_tokens_per_s": telemetry.get("tokens_per_s")}
     else:
         from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
@@ -563,7 +564,7 @@ def _kept_analysis(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps per row (default 40, quick 12)")
+    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps per row (default 60, quick 15)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps per row (default 5, quick 3)")
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_ROWS)}, few steps, small peak")
     parser.add_argument("--rows", default=None, help=f"comma-separated subset of {', '.join(ROWS)}")
@@ -576,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.steps = args.steps if args.steps is not None else (12 if args.quick else 40)
+    args.steps = args.steps if args.steps is not None else (15 if args.quick else 60)
     args.warmup = args.warmup if args.warmup is not None else (3 if args.quick else 5)
     if args.steps < 2 or args.warmup < 1:
         parser.error("--steps must be >= 2 and --warmup >= 1")

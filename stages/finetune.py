@@ -12,7 +12,7 @@ from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import Classification
 from lmpipe.finetuning import apply_strategy
-from lmpipe.io import read_json, write_json, write_rows_csv
+from lmpipe.io import read_json
 from lmpipe.modeling import count_parameters, load_classifier, save_model
 from lmpipe.params import to_dict
 from lmpipe.tokenization import load_tokenizer, read_labelled
@@ -50,10 +50,7 @@ def main() -> None:
             metrics = {**best, "best_step": result.best["step"], "best_epoch": result.best["epoch"],
                        "trainable_parameters": trainable, "trainable_fraction": trainable / total,
                        "lr": lr, **result.summary}
-            write_json(f"reports/{stage}/metrics.json", metrics)
-            write_rows_csv(f"reports/{stage}/train_curve.csv", result.history)
-            write_rows_csv(f"reports/{stage}/eval_curve.csv", result.evals)
-            tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            runtime.write_training_reports(f"reports/{stage}", metrics, result, tracker)
     distributed.teardown()
 
 

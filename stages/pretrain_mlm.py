@@ -6,7 +6,6 @@ from lmpipe import runtime
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import MaskedLM
-from lmpipe.io import write_json, write_rows_csv
 from lmpipe.modeling import build_masked_lm, count_parameters, save_model
 from lmpipe.params import to_dict
 from lmpipe.tokenization import load_tokenizer, read_blocks
@@ -36,10 +35,7 @@ def main() -> None:
             save_model(model, tokenizer, OUT)
             final = {f"heldout_{k}": v for k, v in result.evals[-1].items() if k not in ("step", "epoch")}
             metrics = {**final, **result.summary, "parameters": count_parameters(model)[1]}
-            write_json(f"{REPORTS}/metrics.json", metrics)
-            write_rows_csv(f"{REPORTS}/train_curve.csv", result.history)
-            write_rows_csv(f"{REPORTS}/eval_curve.csv", result.evals)
-            tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            runtime.write_training_reports(REPORTS, metrics, result, tracker)
     distributed.teardown()
 
 

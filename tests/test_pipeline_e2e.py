@@ -128,6 +128,18 @@ def test_second_repro_runs_nothing(repo):
     assert _ran(_run(repo, "dvc", "repro")) == set()
 
 
+def test_forced_rerun_reproduces_metrics_exactly(repo):
+    """Same params and seed: identical metrics, so `dvc metrics diff` against the last run shows nothing."""
+    before = (repo / "reports/finetune/metrics.json").read_text()
+    _run(repo, "dvc", "repro", "--force", "--single-item", "finetune")
+    assert (repo / "reports/finetune/metrics.json").read_text() == before
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first run")
+    _run(repo, "dvc", "repro", "--force", "--single-item", "pretrain-mlm")
+    assert _run(repo, "dvc", "metrics", "diff", "HEAD").strip() == ""
+    assert _ran(_run(repo, "dvc", "repro")) == set()  # identical outputs: nothing downstream is stale
+
+
 def test_plots_render(repo, tmp_path):
     _run(repo, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots" / "index.html").read_text()

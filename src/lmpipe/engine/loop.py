@@ -37,7 +37,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per logged step
     evals: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation
     best: dict[str, float] | None = None  # the selected evaluation (keep_best), else the last
-    summary: dict[str, float] = field(default_factory=dict)  # steps, tokens, time, throughput, memory
+    summary: dict[str, Any] = field(default_factory=dict)  # deterministic: steps, tokens, precision, processes
+    telemetry: dict[str, float] = field(default_factory=dict)  # varies run to run: time, throughput, memory
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -277,14 +278,17 @@ def train(
     summary = {
         "steps": state["step"],
         "tokens": state["tokens"],
-        "train_seconds": state["seconds"],
-        "tokens_per_s": _mean_throughput(state["history"]),
-        "peak_memory_mb": _peak_memory_mb(device),
         "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
         "world_size": world,
     }
+    telemetry = {
+        "train_seconds": state["seconds"],
+        "tokens_per_s": _mean_throughput(state["history"]),
+        "peak_memory_mb": _peak_memory_mb(device),
+    }
     best = state["best"] if keep_best else (state["evals"][-1] if state["evals"] else None)
-    return TrainResult(history=state["history"], evals=state["evals"], best=best, summary=summary)
+    return TrainResult(history=state["history"], evals=state["evals"], best=best, summary=summary,
+                       telemetry=telemetry)
 
 
 def _empty_window() -> dict[str, float]:

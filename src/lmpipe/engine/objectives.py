@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 IGNORE = -100
+POSITION_BUCKET = 64
 
 
 class Objective(nn.Module):
@@ -111,6 +112,19 @@ class MaskedLM(Objective):
         masked[to_random] = random_tokens[to_random]
         return {"input_ids": masked, "labels": labels}
 
+    @staticmethod
+    def gather_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Add the flat indices of the selected positions and their targets, padded to a multiple of
+        POSITION_BUCKET (padding targets are ignored): few distinct shapes keep oneDNN's and
+        torch.compile's caches small, where an exact count would give a new shape every step."""
+        flat = batch["labels"].reshape(-1)
+        positions = (flat != IGNORE).nonzero().squeeze(1)
+        padded = -(-max(len(positions), 1) // POSITION_BUCKET) * POSITION_BUCKET
+        pad = padded - len(positions)
+        batch["positions"] = torch.cat([positions, positions.new_zeros(pad)])
+        batch["targets"] = torch.cat([flat[positions], flat.new_full((pad,), IGNORE)])
+        return batch
+
     def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
         # One generator per example, keyed by (seed, example, step): the same example gets the same mask
         # whichever process or micro-batch draws it, so DDP and accumulation see exactly one batch's masks.
@@ -118,29 +132,29 @@ class MaskedLM(Objective):
         for index in indices.tolist():
             generator = torch.Generator().manual_seed(_mix(seed, step, index))
             rows.append(self.mask(self.train_blocks[index:index + 1], generator))
-        return {key: torch.cat([r[key] for r in rows]) for key in rows[0]}
+        return self.gather_targets({key: torch.cat([r[key] for r in rows]) for key in rows[0]})
 
     def eval_batches(self, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         # Fixed masks: every evaluation of every run scores the same masked positions.
         generator = torch.Generator().manual_seed(self.eval_seed)
         batch = self.mask(self.eval_blocks, generator)
         for start in range(rank * batch_size, len(self.eval_blocks), batch_size * world):
-            yield {key: value[start:start + batch_size] for key, value in batch.items()}
+            yield self.gather_targets({key: value[start:start + batch_size] for key, value in batch.items()})
 
     @staticmethod
     def count_targets(batch: dict[str, torch.Tensor]) -> int:
         return int((batch["labels"] != IGNORE).sum())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        labels = batch["labels"]
         hidden = self.model.bert(input_ids=batch["input_ids"]).last_hidden_state
-        selected = labels != IGNORE
-        logits = self.model.cls(hidden[selected]).float()
-        targets = labels[selected]
+        selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["positions"])
+        logits = self.model.cls(selected).float()
+        targets = batch["targets"]
+        valid = targets != IGNORE
         return {
-            "loss_sum": F.cross_entropy(logits, targets, reduction="sum"),
-            "targets": selected.sum(),
-            "correct": (logits.argmax(-1) == targets).sum(),
+            "loss_sum": F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum"),
+            "targets": valid.sum(),
+            "correct": ((logits.argmax(-1) == targets) & valid).sum(),
         }
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
