@@ -69,14 +69,27 @@ QUICK_ROWS = ["ours-bf16", "trainer-bf16"]
 # --------------------------------------------------------------------------------------------- config + data
 
 
-def load_config():
-    """The default pretraining config: params.yaml at the repository root, else the schema's defaults."""
-    from lmpipe.params import load_params, params_from_dict
+def load_config(path: str | None = None, rev: str | None = None) -> tuple[object, dict, str]:
+    """The pretraining config, read once: params.yaml of the working tree (default), another file, or params.yaml
+    at a git revision (`--params-rev HEAD`: the committed default, whatever is being edited in the workspace).
+    Returns (params, the raw dict the workers rebuild it from, a description)."""
+    import yaml
 
-    path = ROOT / "params.yaml"
-    if path.is_file():
-        return load_params(path), str(path.relative_to(ROOT))
-    return params_from_dict({}), "lmpipe.params defaults"
+    from lmpipe.params import params_from_dict
+
+    if rev:
+        text = subprocess.run(["git", "show", f"{rev}:params.yaml"], cwd=ROOT, check=True, capture_output=True,
+                              text=True).stdout
+        commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        raw, source = yaml.safe_load(text) or {}, f"params.yaml at git {rev} ({commit})"
+    else:
+        file = Path(path) if path else ROOT / "params.yaml"
+        if file.is_file():
+            raw, source = yaml.safe_load(file.read_text()) or {}, str(file.relative_to(ROOT) if file.is_relative_to(ROOT) else file)
+        else:
+            raw, source = {}, "lmpipe.params defaults"
+    return params_from_dict(raw), raw, source
 
 
 def build_data(params, out_dir: Path) -> dict:
@@ -223,7 +236,9 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
     from lmpipe.tokenization import load_tokenizer
 
     engine, precision, compile_ = ROWS[row]
-    params, _ = load_config()
+    from lmpipe.params import params_from_dict
+
+    params = params_from_dict(json.loads((data_dir / "params.json").read_text()))  # the main process's snapshot
     cfg = params.pretrain.train
     tokenizer = load_tokenizer(data_dir / "tokenizer")
     blocks = np.load(data_dir / "blocks.npy").astype(np.int64)
@@ -234,6 +249,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
     torch.manual_seed(params.seed)  # the same initial weights in every row
     model = build_masked_lm(params.model, tokenizer)
     checksum = float(sum(p.double().sum() for p in model.parameters()))
+    n_params = sum(p.numel() for p in model.parameters())
     probe = Probe(model) if not compile_ else None  # hooks inside a compiled region would change what compiles
     transformers.logging.set_verbosity_error()
 
@@ -308,15 +324,20 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
     deltas = np.diff(marks[:, 0])  # deltas[k]: the whole loop iteration of step k (data, fwd, bwd, opt, log)
     others = _step_others(marks)  # per step: the share of the machine's CPU used by other processes
     timed, timed_others = deltas[warmup:], others[warmup:]
-    quiet = timed[timed_others <= QUIET]
-    used = quiet if len(quiet) >= max(3, len(timed) // 4) else timed
+    cpu = np.diff(marks[:, 1])[warmup:]
+    is_quiet = timed_others <= QUIET
+    quiet = timed[is_quiet]
+    use_quiet = len(quiet) >= max(3, len(timed) // 4)
+    used = quiet if use_quiet else timed
+    used_cpu = cpu[is_quiet] if use_quiet else cpu
     tokens_per_step = cfg.batch_size * blocks.shape[1]
     import resource
 
     record = {
         "row": row, "engine": engine, "precision": precision, "compile": compile_, "warmup": warmup,
         "steps": int(len(timed)), "quiet_steps": int(len(quiet)), "used_steps": int(len(used)),
-        "used_quiet": bool(used is quiet), "tokens_per_step": tokens_per_step,
+        "used_quiet": bool(use_quiet), "tokens_per_step": tokens_per_step,
+        "cpu_s_per_step_median": float(np.median(used_cpu)),
         "tokens_per_s": float(tokens_per_step / np.median(used)),
         "tokens_per_s_all_steps": float(len(timed) * tokens_per_step / timed.sum()),
         "step_s_median": float(np.median(used)), "step_s_p10": float(np.percentile(used, 10)),
@@ -325,7 +346,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
         "step_seconds": deltas.tolist(), "step_others": others.tolist(),
         "warmup_s": float(deltas[:warmup].sum()),
         "first_step_s": float(deltas[0]),
-        "wall_s": wall, "init_checksum": checksum, "losses": losses,
+        "wall_s": wall, "init_checksum": checksum, "n_params": n_params, "losses": losses,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(), "probe": probe.summary() if probe else {}, **extra,
     }
@@ -443,8 +464,11 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
     w("")
     w("## Workload")
     w("")
-    w(f"- config: {config_source} (model {flops['n_total'] / 1e6:.2f}M parameters: encoder {flops['n_encoder'] / 1e6:.3f}M, "
-      f"vocab projection {flops['n_vocab_projection'] / 1e6:.3f}M tied to the word embeddings)")
+    m, t = args.model_cfg, args.train_cfg
+    w(f"- config: {config_source}: BERT {m.layers} layers, hidden {m.hidden}, {m.heads} heads, intermediate "
+      f"{m.intermediate}, dropout {m.dropout:g} (attention {m.attention_dropout:g}); batch {t.batch_size} x seq "
+      f"{args.seq}; lr {t.lr:g}. {flops['n_total'] / 1e6:.2f}M parameters: encoder {flops['n_encoder'] / 1e6:.3f}M, "
+      f"vocab projection {flops['n_vocab_projection'] / 1e6:.3f}M (tied to the word embeddings)")
     w(f"- data: {data['source']}: {data['documents']} documents -> WordPiece vocab {data['vocab']} "
       f"(vocab_size param {data['vocab_size_param']}; the corpus has fewer distinct word pieces) -> "
       f"{data['blocks']} training blocks of {data['block_length']} tokens ({data['seconds']:.0f} s to build)")
@@ -453,7 +477,8 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
       f"{data['non_special_fraction']:.3f})")
     w("- both engines: same initial weights (same seed; checksum compared below), lr "
       f"{args.lr:g}, linear warmup over {args.warmup_frac:g} of the steps then linear decay, fused AdamW "
-      f"(betas 0.9/0.999, weight decay {args.wd:g}, none on biases/LayerNorm), grad clip 1.0, dropout on, "
+      f"(betas {args.betas[0]:g}/{args.betas[1]:g}, weight decay {args.wd:g}, none on biases/LayerNorm), grad clip "
+      f"{args.clip:g}, dropout on, "
       "no evaluation, no checkpoints, loss logged every step, batch built in the main process.")
     w("- Trainer: `BertForMaskedLM` + `DataCollatorForLanguageModeling(mlm_probability=0.15)` (dataset items carry "
       "`special_tokens_mask`), `TrainingArguments(use_cpu=True, bf16=..., optim='adamw_torch_fused', "
@@ -468,16 +493,23 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
     w("")
     w("## Results")
     w("")
-    w("| row | tokens/s | ratio vs Trainer (same precision) | step s (median, p10-p90) | useful TFLOP/s | "
-      "% of bf16 peak | % of fp32 peak | warm-up s (first step) | peak RSS MB |")
-    w("|---|---:|---:|---|---:|---:|---:|---|---:|")
+    w("| row | tokens/s | vs Trainer (same precision) | step s: median (p10-p90) | CPU s/step | useful TFLOP/s | "
+      "% of measured peak (own precision) | steps used (quiet/timed) | others' CPU | warm-up s (1st step) |")
+    w("|---|---:|---:|---|---:|---:|---:|---|---:|---|")
     for name, r in rows.items():
         ref = rows.get(f"trainer-{r['precision']}")
-        ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref and ref is not r else "1.00x" if ref else "-"
+        ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref else "-"
         tf = r["tokens_per_s"] / flops["tokens_per_step"] * flops["useful_per_step"] / 1e12
+        used = f"{r['used_steps']} ({r['quiet_steps']}/{r['steps']})" + ("" if r["used_quiet"] else " CONTENDED")
         w(f"| {name} | {r['tokens_per_s']:.0f} | {ratio} | {r['step_s_median']:.3f} ({r['step_s_p10']:.3f}-"
-          f"{r['step_s_p90']:.3f}) | {tf:.4f} | {100 * tf / peak_bf16:.1f}% | {100 * tf / peak_fp32:.1f}% | "
-          f"{r['warmup_s']:.1f} ({r['first_step_s']:.1f}) | {r['peak_rss_mb']:.0f} |")
+          f"{r['step_s_p90']:.3f}) | {r['cpu_s_per_step_median']:.2f} | {tf:.4f} | "
+          f"{100 * tf / (peak_bf16 if r['precision'] == 'bf16' else peak_fp32):.1f}% ({r['precision']}) | {used} | {100 * r['others_share_timed']:.0f}% | "
+          f"{r['warmup_s']:.1f} ({r['first_step_s']:.1f}) |")
+    w("")
+    w(f"tokens/s = tokens per step / median wall time of the steps used. A step is quiet when other processes used at "
+      f"most {100 * QUIET:.0f}% of the machine's CPU during it; only quiet steps are used when there are enough of "
+      "them (else all timed steps, marked CONTENDED). CPU s/step: this process's CPU time (2 threads: up to 2x wall). "
+      "others' CPU: the mean share of the machine taken by other processes over the timed steps.")
     w("")
     if "ours-bf16-compile" in rows:
         r = rows["ours-bf16-compile"]
@@ -489,8 +521,8 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
     w("What ran (forward hooks):")
     w("")
     w("| row | autocast in forward | encoder Linear out | attention (SDPA) call | vocab logits | "
-      "vocab-projection rows/step | encoder inputs | init checksum |")
-    w("|---|---|---|---|---|---:|---|---:|")
+      "vocab-projection rows/step | encoder inputs | parameters | init checksum |")
+    w("|---|---|---|---|---|---:|---|---:|---:|")
     for name, r in rows.items():
         p = r["probe"]
         ac = f"{p.get('autocast_cpu_enabled_in_forward')} ({p.get('autocast_cpu_dtype')})"
@@ -501,6 +533,7 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
                 if sd else "-")
         w(f"| {name} | {ac} | {p.get('encoder_linear_out_dtype')} | {sdpa} | {p.get('vocab_logits_dtype')} | "
           f"{p.get('vocab_projection_rows_per_step', 0):.0f} | {', '.join(p.get('encoder_inputs', []))} | "
+          f"{r['n_params']}{'' if r['n_params'] == flops['n_total'] else ' MISMATCH'} | "
           f"{r['init_checksum']:.6f} |")
     w("")
     w("## Loss curves (mean per-step training loss over the 5 steps ending at the step)")
@@ -532,10 +565,9 @@ def analysis(results: dict, flops: dict, peaks: dict) -> str:
         lines.append(f"- bf16: ours {ours['tokens_per_s']:.0f} tokens/s vs Trainer {hf['tokens_per_s']:.0f} "
                      f"tokens/s = **{ratio:.2f}x**, which {verdict}.")
         flop_ratio = flops["executed_trainer_per_step"] / flops["executed_ours_per_step"]
-        lines.append(f"- FLOPs alone explain {flop_ratio:.2f}x of it (the Trainer executes {flop_ratio:.2f}x our "
-                     "FLOPs because the vocab projection runs at every position); the rest "
-                     f"({ratio / flop_ratio:.2f}x) is per-FLOP efficiency (fp32 logits/softmax at all positions, "
-                     "accelerate's output upcast, collator and loop overhead).")
+        lines.append(f"- The Trainer executes {flop_ratio:.2f}x our matmul FLOPs (the vocab projection at every "
+                     f"position); the remaining factor {ratio / flop_ratio:.2f}x is time per FLOP (non-matmul work "
+                     "such as fp32 logits and softmax at all positions, casts, collator and loop overhead).")
     if "ours-fp32" in results and ours:
         lines.append(f"- bf16 vs fp32 in our engine: {ours['tokens_per_s'] / results['ours-fp32']['tokens_per_s']:.2f}x "
                      f"(matmul peak ratio here {max(peaks['bf16_start'], peaks.get('bf16_end', 0)) / max(peaks['fp32_start'], peaks.get('fp32_end', 0)):.2f}x).")
@@ -571,8 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"), help="the report (markdown)")
     parser.add_argument("--no-write", action="store_true", help="print only, do not write the report")
     parser.add_argument("--row-timeout", type=int, default=900, help="seconds before a row's subprocess is killed")
-    parser.add_argument("--wait-quiet", type=float, default=90.0,
+    parser.add_argument("--wait-quiet", type=float, default=180.0,
                         help="before each row, wait up to this many seconds for other processes to go idle (0: never)")
+    parser.add_argument("--params", default=None, help="params file (default: params.yaml at the repository root)")
+    parser.add_argument("--params-rev", default=None,
+                        help="read params.yaml at this git revision instead (e.g. HEAD: the committed default)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -593,9 +628,11 @@ def main(argv: list[str] | None = None) -> int:
     args.peak_n = 1024 if args.quick else 2048
     bench_start = time.perf_counter()
     command = "python -m bench.run" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    params, config_source = load_config()
+    params, raw_params, config_source = load_config(args.params, args.params_rev)
     tcfg = params.pretrain.train
     args.lr, args.warmup_frac, args.wd = tcfg.lr, tcfg.warmup, tcfg.weight_decay
+    args.betas, args.clip = list(tcfg.betas), tcfg.max_grad_norm or 0.0
+    args.model_cfg, args.train_cfg, args.seq = params.model, tcfg, params.tokenizer.max_length
 
     machine = machine_info()
     print(f"[bench] {machine['cpu']}, {machine['logical_cpus']} cores, torch {machine['torch']}, "
@@ -609,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="lmpipe-bench-") as tmp:
         tmp_path = Path(tmp)
+        (tmp_path / "params.json").write_text(json.dumps(raw_params))
         data = build_data(params, tmp_path)
         print(f"[bench] data: {data['source']}: {data['blocks']} blocks x {data['block_length']}, vocab {data['vocab']} "
               f"({data['seconds']:.1f} s)", flush=True)

@@ -38,10 +38,12 @@ def main() -> None:
             write_rows_csv(f"{REPORTS}/confusion_{variant}.csv", confusion_rows.to_dict("records"))
             tracker.log_metrics({f"{variant}/{k}": v for k, v in report.items() if isinstance(v, float)})
         metrics = {variant: {k: v for k, v in r.items() if k != "confusion_matrix"} for variant, r in results.items()}
+        if cfg.split == "test":  # the linear reference, scored by the baseline stage on the same split
+            metrics["tfidf-baseline"] = read_json("reports/baseline/metrics.json")["test"]
         write_json(f"{REPORTS}/metrics.json", metrics)
         write_json(f"{REPORTS}/confusion_matrices.json",
                    {"labels": label_names, **{v: r["confusion_matrix"] for v, r in results.items()}})
-        for variant, r in results.items():
+        for variant, r in metrics.items():
             print(f"{variant:>16}: accuracy={r['accuracy']:.4f} f1_macro={r['f1_macro']:.4f}")
 
 

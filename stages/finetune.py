@@ -34,7 +34,8 @@ def main() -> None:
                  enabled=params.tracking.enabled and info.is_main) as tracker:
         label_names = read_json(f"{RAW}/labels.json")
         tokenizer = load_tokenizer(PRETRAINED)
-        model = load_classifier(PRETRAINED, label_names, classifier_dropout=cfg.classifier_dropout)
+        model = load_classifier(PRETRAINED, label_names, classifier_dropout=cfg.classifier_dropout,
+                                scratch=cfg.base_model == "scratch")
         apply_strategy(model, cfg)
         trainable, total = count_parameters(model)
         train_ids, train_labels = read_labelled(f"{TOKENIZED}/train.parquet")

@@ -20,7 +20,7 @@ import yaml
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["download", "tokenize", "pretrain-mlm", "finetune", "freeze-finetune", "evaluate"]
+STAGES = ["download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune", "evaluate"]
 TINY = {
     "data": {"builtin": {"corpus_documents": 400, "train_size": 96, "validation_size": 32, "test_size": 48}},
     "tokenizer": {"vocab_size": 400, "max_length": 64},
@@ -106,6 +106,7 @@ def test_every_stage_writes_its_outputs(repo):
     assert frozen["trainable_fraction"] < 0.2
 
     evaluation = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    assert 0 <= evaluation["tfidf-baseline"]["accuracy"] <= 1
     for variant in ("finetune", "freeze-finetune"):
         assert set(evaluation[variant]) >= {"accuracy", "precision_macro", "recall_macro", "f1_macro", "per_class"}
         rows = (repo / f"reports/evaluate/confusion_{variant}.csv").read_text().splitlines()
@@ -157,7 +158,7 @@ def test_lr_change_reruns_only_finetuning_and_evaluate(repo):
 
 def test_vocab_change_reruns_tokenize_and_after(repo):
     _set_params(repo, {"tokenizer": {"vocab_size": 380}})
-    assert _ran(_run(repo, "dvc", "repro")) == set(STAGES) - {"download"}
+    assert _ran(_run(repo, "dvc", "repro")) == set(STAGES) - {"download", "baseline"}
 
 
 def test_source_change_reruns_the_stages_that_import_it(repo):

@@ -31,6 +31,7 @@ def bert_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> BertCon
         max_position_embeddings=cfg.max_position,
         hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.attention_dropout,
+        initializer_range=cfg.init_std,
         pad_token_id=tokenizer.pad_token_id,
         type_vocab_size=2,
     )

@@ -133,8 +133,10 @@ class ModelParams:
     max_position: int = 128
     dropout: float = 0.1
     attention_dropout: float = 0.1
+    init_std: float = 0.02  # std of the normal initialisation (BERT's initializer_range)
 
     def check(self, path: str) -> None:
+        _require(0 < self.init_std < 1, f"{path}.init_std", "must be in (0, 1)")
         for name in ("layers", "hidden", "heads", "intermediate", "max_position"):
             _require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
         _require(self.hidden % self.heads == 0, f"{path}.hidden",
@@ -224,6 +226,7 @@ class PretrainParams:
 
 @dataclass
 class FinetuneParams:
+    base_model: Literal["pretrained", "scratch"] = "pretrained"  # scratch: same architecture, random weights
     strategy: Literal["full", "frozen_encoder", "freeze_embeddings", "freeze_bottom"] = "full"
     freeze_layers: int = 0  # freeze_bottom: how many encoder layers from the bottom stay frozen
     lr_scale: float = 1.0  # this stage's learning rate is the top-level `lr` times this
