@@ -152,7 +152,7 @@ def test_plots_render(repo, tmp_path):
 
 
 def test_lr_change_reruns_only_finetuning_and_evaluate(repo):
-    _set_params(repo, {"lr": 3e-4})
+    _set_params(repo, {"lr": 7e-4})  # differs from params.yaml
     assert _ran(_run(repo, "dvc", "repro")) == {"finetune", "freeze-finetune", "evaluate"}
 
 
