@@ -516,7 +516,7 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
         steady = r["step_s_median"] * r["warmup"]
         w(f"Compile (ours-bf16-compile): the {r['warmup']} warm-up steps took {r['warmup_s']:.1f} s against "
           f"~{steady:.1f} s at steady speed, so compilation cost ~{r['warmup_s'] - steady:.0f} s "
-          f"(first step {r['first_step_s']:.1f} s); not included in tokens/s.")
+          f"(first step {r['first_step_s']:.1f} s; cold inductor cache); not included in tokens/s.")
         w("")
     w("What ran (forward hooks):")
     w("")
@@ -568,6 +568,16 @@ def analysis(results: dict, flops: dict, peaks: dict) -> str:
         lines.append(f"- The Trainer executes {flop_ratio:.2f}x our matmul FLOPs (the vocab projection at every "
                      f"position); the remaining factor {ratio / flop_ratio:.2f}x is time per FLOP (non-matmul work "
                      "such as fp32 logits and softmax at all positions, casts, collator and loop overhead).")
+    if ours and hf:
+        a = [ours["losses"][k] for k in sorted(ours["losses"], key=int)][-20:]
+        b = [hf["losses"][k] for k in sorted(hf["losses"], key=int)][-20:]
+        if len(a) >= 5 and len(b) >= 5:
+            noise = float(np.sqrt((np.var(a) + np.var(b)) / 2))
+            diff = float(np.mean(a) - np.mean(b))
+            same = abs(diff) <= noise  # the step-to-step spread of either curve is the noise scale here
+            lines.append(f"- Loss over the last {len(a)} steps: ours {np.mean(a):.3f}, Trainer {np.mean(b):.3f} (difference "
+                         f"{diff:+.3f}; per-step loss std {noise:.3f}): {'the same within noise' if same else 'NOT the same'}"
+                         f" (same initial weights, different masks and data order). ")
     if "ours-fp32" in results and ours:
         lines.append(f"- bf16 vs fp32 in our engine: {ours['tokens_per_s'] / results['ours-fp32']['tokens_per_s']:.2f}x "
                      f"(matmul peak ratio here {max(peaks['bf16_start'], peaks.get('bf16_end', 0)) / max(peaks['fp32_start'], peaks.get('fp32_end', 0)):.2f}x).")
@@ -656,13 +666,17 @@ def main(argv: list[str] | None = None) -> int:
                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
         for name in names:
             out = tmp_path / f"{name}.json"
+            row_env = dict(env)
+            if ROWS[name][2]:  # a cold inductor cache: the compile time a fresh machine pays
+                row_env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / f"inductor-{name}")
             cmd = [sys.executable, "-m", "bench.run", "--worker", name, "--data-dir", tmp, "--out", str(out),
                    "--steps", str(args.steps), "--warmup", str(args.warmup)]
             waited = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else 0.0
             t = time.perf_counter()
             load = open("/proc/loadavg").read().split()[0]
             before = _cpu_snapshot()
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=args.row_timeout, capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=ROOT, env=row_env, timeout=args.row_timeout, capture_output=True,
+                                  text=True)
             others = _others_share(before, _cpu_snapshot())
             if proc.returncode != 0 or not out.exists():
                 print(proc.stdout[-3000:], proc.stderr[-6000:], sep="\n", file=sys.stderr)
