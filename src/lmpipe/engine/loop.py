@@ -121,7 +121,8 @@ def train(
     """Train `objective.model` in place; returns the history, evaluations and a summary.
 
     keep_best: restore the weights of the best evaluation (by objective.select_metric) at the end.
-    on_step(step, objective): called before each step (gradual unfreezing changes requires_grad there).
+    on_step(step, objective): called before each step, for observers (tests snapshot weights there). Changing
+    requires_grad there does not work under DDP, which fixes its parameter list when it wraps the model.
     """
     device = dist_info.device
     world = dist_info.world
