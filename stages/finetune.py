@@ -1,56 +1,77 @@
-"""finetune / freeze-finetune: a classifier on the pretrained encoder; which weights train is a param.
+"""finetune / freeze-finetune / finetune-scratch: a classifier on a base model (this project's pretrained
+encoder, the same architecture from random weights, or any Hugging Face model with its own tokenizer);
+which weights train, at which learning rates, is a param (see lmpipe.finetuning).
 
-Usage: python -m stages.finetune finetune | freeze-finetune
+Usage: python -m stages.finetune finetune | freeze-finetune | finetune-scratch
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from transformers import AutoTokenizer
 
 from lmpipe import runtime
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.loop import train
-from lmpipe.engine.objectives import Classification
-from lmpipe.finetuning import apply_strategy
+from lmpipe.finetuning import (GradualUnfreezing, apply_strategy, base_source, check_stage_setup,
+                               effective_max_length, encode_split, layer_lr_scale, make_objective, save_finetuned,
+                               trainable_counts, unfreeze_period_steps)
 from lmpipe.io import read_json
-from lmpipe.modeling import count_parameters, load_classifier, save_model
+from lmpipe.modeling import load_classifier
 from lmpipe.params import to_dict
-from lmpipe.tokenization import load_tokenizer, read_labelled
 from lmpipe.tracking import Tracker
 
-PRETRAINED, RAW, TOKENIZED = "models/pretrained", "data/raw", "data/tokenized"
+PRETRAINED, RAW = "models/pretrained", "data/raw"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("stage", choices=["finetune", "freeze-finetune"])
+    parser.add_argument("stage", choices=["finetune", "freeze-finetune", "finetune-scratch"])
     stage = parser.parse_args().stage
+    section = stage.replace("-", "_")
     params = runtime.start(stage)
     info = distributed.setup()
     cfg = params.finetune_section(stage)
+    check_stage_setup(cfg, section, info.world)
     lr = params.lr * cfg.lr_scale
-    logged = {"seed": params.seed, "lr": params.lr, stage.replace("-", "_"): to_dict(cfg)}
+    source, scratch = base_source(cfg, PRETRAINED)
+    requested_length = cfg.max_length or params.tokenizer.max_length
+    logged = {"seed": params.seed, "lr": params.lr, "max_length": requested_length, section: to_dict(cfg)}
     with Tracker(stage, logged, experiment=params.tracking.experiment,
                  enabled=params.tracking.enabled and info.is_main) as tracker:
         label_names = read_json(f"{RAW}/labels.json")
-        tokenizer = load_tokenizer(PRETRAINED)
-        model = load_classifier(PRETRAINED, label_names, classifier_dropout=cfg.classifier_dropout,
-                                scratch=cfg.base_model == "scratch")
-        apply_strategy(model, cfg)
-        trainable, total = count_parameters(model)
-        train_ids, train_labels = read_labelled(f"{TOKENIZED}/train.parquet")
-        val_ids, val_labels = read_labelled(f"{TOKENIZED}/validation.parquet")
-        objective = Classification(model, train_ids, train_labels, val_ids, val_labels, num_labels=len(label_names),
-                                   pad_token_id=tokenizer.pad_token_id, select_metric=cfg.metric)
-        fingerprint = checkpoint.fingerprint(stage, logged, [PRETRAINED, TOKENIZED])
+        # The base model's own tokenizer encodes the data (trust_remote_code stays off).
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.base_revision)
+        model = load_classifier(source, label_names, classifier_dropout=cfg.classifier_dropout, scratch=scratch,
+                                revision=cfg.base_revision)
+        max_length = effective_max_length(requested_length, tokenizer, model)
+        train_ids, train_labels = encode_split(tokenizer, f"{RAW}/train.parquet", max_length, cfg)
+        val_ids, val_labels = encode_split(tokenizer, f"{RAW}/validation.parquet", max_length, cfg)
+        model = apply_strategy(model, cfg, section)
+        trainable, total = trainable_counts(model)
+        on_step = None
+        if cfg.strategy == "gradual_unfreezing":
+            on_step = GradualUnfreezing(model, unfreeze_period_steps(cfg, len(train_ids)))
+        objective = make_objective(model, train_ids, train_labels, val_ids, val_labels, num_labels=len(label_names),
+                                   pad_token_id=tokenizer.pad_token_id, cfg=cfg, section=section)
+        inputs = [path for path in (source, RAW) if Path(path).exists()]  # a hub id is named by `logged`
+        fingerprint = checkpoint.fingerprint(stage, logged, inputs)
         result = train(objective, cfg.train, lr=lr, seed=params.seed, dist_info=info, tracker=tracker,
-                       checkpoint_dir=runtime.checkpoint_dir(stage, fingerprint), keep_best=True, desc=stage)
+                       checkpoint_dir=runtime.checkpoint_dir(stage, fingerprint), keep_best=True, desc=stage,
+                       lr_scale=layer_lr_scale(model, cfg.layer_lr_decay), on_step=on_step)
+        if on_step is not None:  # what actually trained: the budget may end before every layer is released
+            trainable = on_step.released_parameters()
         if info.is_main:
-            save_model(model, tokenizer, f"models/{stage}")
+            preprocessing = {"max_length": max_length, "truncation": cfg.truncation,
+                             "head_fraction": cfg.head_fraction, "base_model": cfg.base_model}
+            save_finetuned(model, tokenizer, f"models/{stage}", preprocessing, label_names,
+                           save_adapter=cfg.lora.save_adapter)
             best = {f"validation_{k}": v for k, v in result.best.items() if k not in ("step", "epoch")}
             metrics = {**best, "best_step": result.best["step"], "best_epoch": result.best["epoch"],
                        "trainable_parameters": trainable, "trainable_fraction": trainable / total,
-                       "lr": lr, **result.summary}
+                       "total_parameters": total, "max_length": max_length, "lr": lr, **result.summary}
             runtime.write_training_reports(f"reports/{stage}", metrics, result, tracker)
     distributed.teardown()
 

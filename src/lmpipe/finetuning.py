@@ -1,19 +1,41 @@
-"""Fine-tuning strategies: which parameters of a sequence classifier train.
+"""Fine-tuning strategies: which parameters of a sequence classifier train, at which learning rate, and how
+the result is saved.
 
 The head (pooler and classifier) always trains: a classifier loaded from a masked-LM checkpoint gets a
 freshly initialised pooler, and a frozen random pooler ruins a linear probe.
+
+Parameter names are matched by pattern, so the same code works for BERT (`bert.encoder.layer.3.`),
+RoBERTa-PreLayerNorm (`roberta_prelayernorm.encoder.layer.3.`), DistilBERT (`distilbert.transformer.layer.3.`)
+and the same names inside a peft wrapper (`base_model.model.bert.encoder.layer.3.`).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import math
 import re
+from pathlib import Path
+from typing import Callable
 
+import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .params import FinetuneParams
+from .engine.objectives import Classification
+from .io import atomic_path, read_json, write_json
+from .modeling import load_classifier
+from .params import FinetuneParams, LoraParams, ParamsError
+
+log = logging.getLogger(__name__)
 
 HEAD_PATTERN = re.compile(r"(^|\.)(pooler|classifier|score|pre_classifier)\.")
+HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "score")
 LAYER_PATTERN = re.compile(r"\.layer\.(\d+)\.")
+ADAPTER_DIR = "adapter"  # models/<stage>/adapter: the LoRA adapter with the head (peft format)
+PREPROCESSING_FILE = "lmpipe_preprocessing.json"  # how the model's inputs were encoded (for evaluation)
 
 
 def is_head(name: str) -> bool:
@@ -29,14 +51,47 @@ def layer_index(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def apply_strategy(model: nn.Module, cfg: FinetuneParams) -> None:
-    """Set requires_grad on every parameter of `model` according to `cfg.strategy`."""
+def num_layers(model: nn.Module) -> int:
+    """Encoder layers, counted from the parameter names (works for any architecture we match)."""
+    indices = [i for i in (layer_index(n) for n, _ in model.named_parameters()) if i is not None]
+    if not indices:
+        raise ValueError(f"{type(model).__name__}: no parameters named like '.layer.<i>.' (unknown encoder layout)")
+    return max(indices) + 1
+
+
+def depth(name: str, layers: int) -> int:
+    """0 for embeddings, i + 1 for encoder layer i, layers + 1 for the head and anything above the layers
+    (RoBERTa-PreLayerNorm's final LayerNorm)."""
+    if is_head(name):
+        return layers + 1
+    if is_embedding(name):
+        return 0
+    index = layer_index(name)
+    return layers + 1 if index is None else index + 1
+
+
+# --------------------------------------------------------------------------------------------- strategies
+
+
+def apply_strategy(model: PreTrainedModel, cfg: FinetuneParams, section: str = "finetune") -> nn.Module:
+    """Set requires_grad on every parameter of `model` according to `cfg.strategy`; returns the module to
+    train: `model` itself, or for `lora` a peft model around it (the head trains in full, see apply_lora).
+
+    gradual_unfreezing leaves every parameter trainable here, so the optimizer holds them all; the
+    GradualUnfreezing hook then freezes and releases layers by step (see there)."""
+    if cfg.strategy == "lora":
+        return apply_lora(model, cfg.lora, f"{section}.lora")
+    if cfg.strategy == "freeze_bottom":
+        layers = num_layers(model)
+        if cfg.freeze_layers > layers:
+            raise ParamsError(f"{section}.freeze_layers: {cfg.freeze_layers} exceeds the model's {layers} layers")
     for name, param in model.named_parameters():
         param.requires_grad = trains(name, cfg)
+    return model
 
 
 def trains(name: str, cfg: FinetuneParams) -> bool:
-    if is_head(name) or cfg.strategy == "full":
+    if is_head(name) or cfg.strategy in ("full", "gradual_unfreezing"):
         return True
     if cfg.strategy == "frozen_encoder":
         return False
@@ -46,3 +101,266 @@ def trains(name: str, cfg: FinetuneParams) -> bool:
         layer = layer_index(name)
         return not is_embedding(name) and (layer is None or layer >= cfg.freeze_layers)
     raise ValueError(f"unknown strategy {cfg.strategy!r}")
+
+
+class GradualUnfreezing:
+    """ULMFiT's gradual unfreezing as the engine's `on_step` hook: the head alone first, then one more layer
+    group from the top (top layer, ..., bottom layer, embeddings) every `period` optimizer steps.
+
+    Every parameter is in the optimizer from the start (apply_strategy leaves them all trainable); a frozen
+    one has requires_grad=False, so it gets no gradient, and torch's optimizers skip parameters without a
+    gradient: no update, no weight decay, no moment statistics until it is released. The schedule is a
+    pure function of the step, so a resumed run freezes exactly what the uninterrupted one did.
+    Single process only: DDP fixes the set of parameters it reduces when it wraps the model (the stage
+    refuses it under torchrun).
+    """
+
+    def __init__(self, model: nn.Module, period_steps: int):
+        self.period = max(1, int(period_steps))
+        layers = num_layers(model)
+        self.params = dict(model.named_parameters())
+        # Group k (0 = unfrozen first) holds the parameters at depth layers - k: layers + 1 is the head.
+        self.groups: list[list[str]] = [[] for _ in range(layers + 1)]
+        self.head: list[str] = []
+        for name in self.params:
+            d = depth(name, layers)
+            if is_head(name):
+                self.head.append(name)
+            else:
+                self.groups[min(layers - d, layers) if d <= layers else 0].append(name)
+        self.unfrozen: int | None = None
+
+    def unfrozen_groups(self, step: int) -> int:
+        return min(step // self.period, len(self.groups))
+
+    def __call__(self, step: int, objective: object = None) -> None:
+        k = self.unfrozen_groups(step)
+        if k == self.unfrozen:
+            return
+        for index, names in enumerate(self.groups):
+            for name in names:
+                self.params[name].requires_grad = index < k
+                if index >= k:
+                    self.params[name].grad = None
+        for name in self.head:
+            self.params[name].requires_grad = True
+        if self.unfrozen is not None:
+            log.info("gradual unfreezing: step %d, %d of %d layer groups train", step, k, len(self.groups))
+        self.unfrozen = k
+
+    def released_parameters(self) -> int:
+        """Parameters that trained at some point so far: the head and the groups released by now."""
+        k = self.unfrozen or 0
+        names = self.head + [n for group in self.groups[:k] for n in group]
+        return sum(self.params[n].numel() for n in names)
+
+
+def unfreeze_period_steps(cfg: FinetuneParams, train_size: int) -> int:
+    """`unfreeze_every` in optimizer steps; an epoch is the engine's epoch (train_size // batch_size steps)."""
+    if cfg.unfreeze_unit == "steps":
+        return max(1, round(cfg.unfreeze_every))
+    steps_per_epoch = max(1, train_size // cfg.train.batch_size)
+    return max(1, round(cfg.unfreeze_every * steps_per_epoch))
+
+
+def layer_lr_scale(model: nn.Module, decay: float) -> Callable[[str], float] | None:
+    """Layer-wise learning-rate decay (Sun et al. 2019; ELECTRA): the head and anything above the layers get
+    the full rate, layer i of L gets decay**(L - i), the embeddings decay**(L + 1). None when decay is 1."""
+    if decay >= 1.0:
+        return None
+    layers = num_layers(model)
+    return lambda name: decay ** (layers + 1 - depth(name, layers))
+
+
+# --------------------------------------------------------------------------------------------- LoRA
+
+
+def default_lora_targets(model: nn.Module) -> list[str]:
+    """The attention query and value projections, under the names the architecture uses."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    for pair in (["query", "value"], ["q_lin", "v_lin"], ["q_proj", "v_proj"]):
+        if set(pair) <= names:
+            return pair
+    raise ValueError(f"{type(model).__name__}: no known attention projections; set lora.target_modules")
+
+
+def apply_lora(model: PreTrainedModel, cfg: LoraParams, path: str = "finetune.lora") -> nn.Module:
+    """Wrap `model` in a peft LoRA model: adapters on the target modules; the head modules (pooler,
+    classifier) are trained in full and saved with the adapter (modules_to_save)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = cfg.target_modules or default_lora_targets(model)
+    module_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in module_names]
+    if missing:
+        raise ParamsError(f"{path}.target_modules: {missing} name no module of {type(model).__name__}")
+    heads = [h for h in HEAD_MODULES if any(n == h or n.endswith("." + h) for n, _ in model.named_modules())]
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                        target_modules=targets, modules_to_save=heads)
+    return get_peft_model(model, config)
+
+
+def is_peft(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def load_lora_classifier(base: str | Path, adapter: str | Path, label_names: list[str],
+                         revision: str | None = None) -> nn.Module:
+    """The base classifier with a saved adapter (and its head) applied, for inference or further training."""
+    from peft import PeftModel
+
+    saved = Path(adapter) / "labels.json"
+    if saved.is_file() and read_json(saved) != label_names:
+        raise ValueError(f"{adapter}: the adapter's labels {read_json(saved)} do not match the data's "
+                         f"labels {label_names}")
+    model = load_classifier(base, label_names, revision=revision)
+    return PeftModel.from_pretrained(model, str(adapter))
+
+
+# --------------------------------------------------------------------------------------------- counting, saving
+
+
+def trainable_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters; for a peft model the total counts the head once (peft keeps a frozen
+    copy of every module it trains in full) and includes the adapters."""
+    trainable = total = 0
+    for name, param in model.named_parameters():
+        if ".original_module." in name:
+            continue
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable, total
+
+
+def plain_model(model: nn.Module) -> PreTrainedModel:
+    """A plain transformers model with the same function: LoRA merged into the weights (on a copy)."""
+    model = getattr(model, "module", model)  # unwrap DDP
+    if is_peft(model):
+        return copy.deepcopy(model).merge_and_unload()
+    return model
+
+
+def save_finetuned(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path,
+                   preprocessing: dict, label_names: list[str], save_adapter: bool = True) -> None:
+    """models/<stage>: always a plain Hugging Face classification directory (LoRA merged), which
+    AutoModelForSequenceClassification loads; a LoRA run also writes its adapter with the head to adapter/."""
+    model = getattr(model, "module", model)
+    with atomic_path(path) as tmp:
+        plain_model(model).save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(Path(tmp) / PREPROCESSING_FILE, preprocessing)
+        if is_peft(model) and save_adapter:
+            model.save_pretrained(str(Path(tmp) / ADAPTER_DIR), safe_serialization=True)
+            write_json(Path(tmp) / ADAPTER_DIR / "labels.json", label_names)
+
+
+# --------------------------------------------------------------------------------------------- classes
+
+
+def class_weights(spec: str | list[float] | None, labels: np.ndarray, num_labels: int,
+                  path: str = "finetune.class_weights") -> torch.Tensor | None:
+    """None, `balanced` (n / (classes * count), as scikit-learn) or an explicit list, as a float tensor."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+        if (counts == 0).any():
+            raise ValueError(f"{path}: balanced weights need every class in the train split; missing: "
+                             f"{np.flatnonzero(counts == 0).tolist()}")
+        return torch.tensor(len(labels) / (num_labels * counts), dtype=torch.float32)
+    if len(spec) != num_labels:
+        raise ParamsError(f"{path}: {len(spec)} weights for {num_labels} labels")
+    return torch.tensor(spec, dtype=torch.float32)
+
+
+class WeightedClassification(Classification):
+    """Classification whose training loss weights each example by its class; evaluation stays unweighted
+    so validation loss means the same with and without weights."""
+
+    def __init__(self, *args, weights: torch.Tensor, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("class_weights", weights, persistent=False)  # moves with .to(device)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.training:
+            return super().forward(batch)
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        labels = batch["labels"]
+        # Summed, weighted per example: the engine divides by the example count, as for the plain loss.
+        loss = (F.cross_entropy(logits, labels, reduction="none") * self.class_weights[labels]).sum()
+        predictions = logits.argmax(-1)
+        return {"loss_sum": loss, "targets": torch.tensor(len(labels)), "correct": (predictions == labels).sum(),
+                "confusion": torch.bincount(labels * self.num_labels + predictions,
+                                            minlength=self.num_labels ** 2).view(self.num_labels, self.num_labels)}
+
+
+def make_objective(model: nn.Module, train_ids: list[np.ndarray], train_labels: np.ndarray,
+                   val_ids: list[np.ndarray], val_labels: np.ndarray, *, num_labels: int, pad_token_id: int,
+                   cfg: FinetuneParams, section: str = "finetune") -> Classification:
+    weights = class_weights(cfg.class_weights, train_labels, num_labels, f"{section}.class_weights")
+    kwargs = dict(num_labels=num_labels, pad_token_id=pad_token_id, select_metric=cfg.metric)
+    if weights is None:
+        return Classification(model, train_ids, train_labels, val_ids, val_labels, **kwargs)
+    return WeightedClassification(model, train_ids, train_labels, val_ids, val_labels, weights=weights, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------- starting points
+
+
+def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
+    """The requested length, capped by what the model's positions allow (e.g. 512 for bert-base)."""
+    limit = getattr(tokenizer, "model_max_length", None) or math.inf
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and model.config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
+        positions -= (model.config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
+    return int(min(requested, limit if limit < 1e9 else math.inf, positions or math.inf))
+
+
+TRACKED_MODEL_ROOT = Path("data/external")  # a dependency of every fine-tuning stage in dvc.yaml
+
+
+def base_source(cfg: FinetuneParams, pretrained_dir: str | Path) -> tuple[str, bool]:
+    """(where to load the model and its tokenizer from, whether to re-initialise it randomly)."""
+    if cfg.base_model in ("pretrained", "scratch"):
+        return str(pretrained_dir), cfg.base_model == "scratch"
+    return cfg.base_model, False
+
+
+def check_stage_setup(cfg: FinetuneParams, section: str, world: int, repo: Path | None = None) -> None:
+    """What the schema cannot know: the process count, and whether DVC sees a local base model change."""
+    if cfg.strategy == "gradual_unfreezing" and world > 1:
+        raise ParamsError(f"{section}.strategy: gradual_unfreezing runs in one process only (DDP fixes the "
+                          f"trained parameters when it wraps the model); run without torchrun, or pick another "
+                          f"strategy")
+    local = Path(cfg.base_model).expanduser()
+    if cfg.base_model not in ("pretrained", "scratch") and local.is_dir():
+        root = (repo or Path.cwd()).resolve() / TRACKED_MODEL_ROOT
+        if not local.resolve().is_relative_to(root):
+            raise ParamsError(f"{section}.base_model: {cfg.base_model} is outside {TRACKED_MODEL_ROOT}/, so DVC would "
+                              f"not rerun the stage when it changes; copy (or symlink the files of) the model "
+                              f"directory under {TRACKED_MODEL_ROOT}/")
+
+
+def encode_split(tokenizer: PreTrainedTokenizerBase, path: str | Path, max_length: int,
+                 cfg: FinetuneParams) -> tuple[list[np.ndarray], np.ndarray]:
+    """A raw labelled split (text, label) encoded with the base model's tokenizer and the stage's truncation."""
+    import pandas as pd
+
+    from .tokenization import encode_labelled
+
+    table = encode_labelled(tokenizer, pd.read_parquet(path), max_length, cfg.truncation, cfg.head_fraction)
+    column = table.column("input_ids").combine_chunks()
+    flat, offsets = column.values.to_numpy(), column.offsets.to_numpy()
+    ids = [flat[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(len(column))]
+    return ids, table.column("label").to_numpy().astype(np.int64)
+
+
+def encode_for_model(model_dir: str | Path, path: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """A raw labelled split encoded exactly as the fine-tuned model in `model_dir` saw its training data: with
+    its own tokenizer and the stage's truncation (lmpipe_preprocessing.json). For evaluating a model whose
+    base had another tokenizer; with this project's tokenizer and head truncation it equals data/tokenized."""
+    from transformers import AutoTokenizer
+
+    saved = read_json(Path(model_dir) / PREPROCESSING_FILE)
+    cfg = FinetuneParams(truncation=saved["truncation"], head_fraction=saved["head_fraction"])
+    return encode_split(AutoTokenizer.from_pretrained(str(model_dir)), path, saved["max_length"], cfg)

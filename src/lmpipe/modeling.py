@@ -11,8 +11,11 @@ from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
     BertForMaskedLM,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    RobertaPreLayerNormConfig,
+    RobertaPreLayerNormForMaskedLM,
 )
 
 from .io import atomic_path
@@ -21,54 +24,80 @@ from .params import ModelParams
 log = logging.getLogger(__name__)
 
 
-def bert_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> BertConfig:
-    return BertConfig(
+MASKED_LM_CLASSES = {"bert": (BertConfig, BertForMaskedLM),
+                     "roberta-prelayernorm": (RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM)}
+
+
+def encoder_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
+    """The Hugging Face config of `cfg.architecture` with the sizes from params."""
+    config_class, _ = MASKED_LM_CLASSES[cfg.architecture]
+    max_positions = cfg.max_position
+    if cfg.architecture != "bert":  # RoBERTa numbers positions from pad_token_id + 1
+        max_positions += tokenizer.pad_token_id + 1
+    return config_class(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden,
         num_hidden_layers=cfg.layers,
         num_attention_heads=cfg.heads,
         intermediate_size=cfg.intermediate,
-        max_position_embeddings=cfg.max_position,
+        max_position_embeddings=max_positions,
         hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.attention_dropout,
         initializer_range=cfg.init_std,
         pad_token_id=tokenizer.pad_token_id,
-        type_vocab_size=2,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        type_vocab_size=2 if cfg.architecture == "bert" else 1,
     )
 
 
-def build_masked_lm(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
-    """A randomly initialised BERT encoder with its masked-LM head, using scaled-dot-product attention."""
-    return BertForMaskedLM._from_config(bert_config(cfg, tokenizer), attn_implementation="sdpa")
+def bert_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
+    """Kept for bench/run.py: the config of the default architecture."""
+    return encoder_config(cfg, tokenizer)
+
+
+def build_masked_lm(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """A randomly initialised encoder with its masked-LM head, using scaled-dot-product attention."""
+    _, model_class = MASKED_LM_CLASSES[cfg.architecture]
+    return model_class._from_config(encoder_config(cfg, tokenizer), attn_implementation="sdpa")
 
 
 def load_classifier(path: str | Path, label_names: list[str], classifier_dropout: float | None = None,
-                    scratch: bool = False) -> PreTrainedModel:
+                    scratch: bool = False, revision: str | None = None) -> PreTrainedModel:
     """A sequence classifier from a Hugging Face directory, with `id2label`/`label2id` set from `label_names`.
 
     From a masked-LM checkpoint the pooler and classifier are newly initialised: they always train
     (see finetuning.py). `scratch=True` builds the same architecture with random weights, as a control.
-    A directory that already has a classification head must agree with `label_names`.
+    A directory that already has a classification head must agree with `label_names`. `path` may also be a
+    hub id (`revision` pins it); remote code is never trusted.
     """
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
     kwargs = dict(num_labels=len(label_names), id2label=id2label, label2id=label2id)
     if classifier_dropout is not None:
         kwargs["classifier_dropout"] = classifier_dropout
-    config = AutoConfig.from_pretrained(str(path))
+    config = AutoConfig.from_pretrained(str(path), revision=revision)
     existing = getattr(config, "id2label", None)
     is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-    if is_classifier and existing and [existing[i] for i in sorted(existing)] != label_names:
+    # transformers' placeholder names (LABEL_0, ...) carry no label map to check: such a head is re-made
+    # when its size differs (ignore_mismatched_sizes below).
+    unnamed = not existing or all(str(v) == f"LABEL_{k}" for k, v in existing.items())
+    if is_classifier and not unnamed and [existing[i] for i in sorted(existing)] != label_names:
         raise ValueError(
             f"{path}: the model's labels {[existing[i] for i in sorted(existing)]} do not match the data's "
             f"labels {label_names}"
         )
+    resize_head = is_classifier and unnamed and len(existing or {}) != len(label_names)
     config.update(kwargs)
     if scratch:
         log.info("%s: the classifier is randomly initialised (scratch control)", path)
         return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
     model, info = AutoModelForSequenceClassification.from_pretrained(
-        str(path), config=config, attn_implementation="sdpa", output_loading_info=True)
+        str(path), config=config, revision=revision, attn_implementation="sdpa", output_loading_info=True,
+        ignore_mismatched_sizes=resize_head)
+    if resize_head:
+        log.info("%s: its unnamed %d-label head is re-made for the data's %d labels", path, len(existing or {}),
+                 len(label_names))
     if info["missing_keys"]:
         log.info("%s: newly initialised (they always train): %s", path, ", ".join(sorted(info["missing_keys"])))
     return model

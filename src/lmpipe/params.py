@@ -126,6 +126,9 @@ class TokenizerParams:
 
 @dataclass
 class ModelParams:
+    # bert: BERT's post-LayerNorm encoder; roberta-prelayernorm: LayerNorm before each sublayer (as in the
+    # cramming recipe), which trains faster at small budgets. Both save as plain Hugging Face directories.
+    architecture: Literal["bert", "roberta-prelayernorm"] = "bert"
     layers: int = 4
     hidden: int = 256
     heads: int = 4
@@ -145,6 +148,7 @@ class ModelParams:
             _require(0 <= getattr(self, name) < 1, f"{path}.{name}", "must be in [0, 1)")
 
 
+FINETUNE_SECTIONS = ("finetune", "freeze_finetune", "finetune_scratch")
 BUDGET_KEYS = {"steps", "epochs", "tokens", "minutes"}
 
 
@@ -170,6 +174,8 @@ class TrainParams:
     max_grad_norm: float | None = 1.0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
+    fast_cpu_kernels: bool = True  # on CPU: cheap dropout masks and bf16 matmul attention (engine/cpu_kernels.py)
+    group_by_length: bool = True  # batch variable-length examples of similar length (less padding)
     eval_every: int = 100  # optimizer steps; fine-tuning also evaluates at every epoch end
     eval_batches: int | None = None  # cap on evaluation batches; null: the whole evaluation set
     checkpoint_every: int = 100  # optimizer steps; 0 disables resumable checkpoints
@@ -225,10 +231,47 @@ class PretrainParams:
 
 
 @dataclass
+class LoraParams:
+    """LoRA through peft (strategy `lora`): low-rank adapters on `target_modules`; the head trains in full."""
+
+    rank: int = 8
+    alpha: float = 16.0  # the adapter's output is scaled by alpha / rank
+    dropout: float = 0.1
+    target_modules: list[str] | None = None  # null: the attention projections (BERT/RoBERTa query+value)
+    save_adapter: bool = True  # also write the adapter (with the head) to models/<stage>/adapter
+
+    def check(self, path: str) -> None:
+        _require(self.rank > 0, f"{path}.rank", "must be > 0")
+        _require(self.alpha > 0, f"{path}.alpha", "must be > 0")
+        _require(0 <= self.dropout < 1, f"{path}.dropout", "must be in [0, 1)")
+        if self.target_modules is not None:
+            _require(len(self.target_modules) > 0, f"{path}.target_modules", "must name at least one module or be null")
+
+
+STRATEGIES = ("full", "frozen_encoder", "freeze_embeddings", "freeze_bottom", "gradual_unfreezing", "lora")
+BASE_MODEL_KEYWORDS = ("pretrained", "scratch")
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass
 class FinetuneParams:
-    base_model: Literal["pretrained", "scratch"] = "pretrained"  # scratch: same architecture, random weights
-    strategy: Literal["full", "frozen_encoder", "freeze_embeddings", "freeze_bottom"] = "full"
+    # pretrained: this project's encoder (models/pretrained); scratch: the same architecture, random weights;
+    # anything else: a Hugging Face model directory (under data/external/, so DVC tracks it) or hub id, whose
+    # own tokenizer then encodes the labelled data.
+    base_model: str = "pretrained"
+    base_revision: str | None = None  # hub ids: the commit/tag to pin (reproducibility); null: the default branch
+    strategy: Literal["full", "frozen_encoder", "freeze_embeddings", "freeze_bottom", "gradual_unfreezing",
+                      "lora"] = "full"
     freeze_layers: int = 0  # freeze_bottom: how many encoder layers from the bottom stay frozen
+    unfreeze_every: float = 0.5  # gradual_unfreezing: one more layer group (from the top) every this many units
+    unfreeze_unit: Literal["steps", "epochs"] = "epochs"
+    layer_lr_decay: float = 1.0  # layer-wise lr decay: layer i of L gets decay**(L - i), embeddings decay**(L+1)
+    lora: LoraParams = field(default_factory=LoraParams)
+    # null: plain cross-entropy; balanced: n / (classes * count[c]) from the train split; or one weight per class
+    class_weights: Literal["balanced"] | list[float] | None = None
+    max_length: int | None = None  # tokens per example; null: tokenizer.max_length
+    truncation: Literal["head", "head_tail"] = "head"  # head_tail: first and last tokens (Sun et al. 2019)
+    head_fraction: float = 0.25  # head_tail: the share of max_length taken from the start of the document
     lr_scale: float = 1.0  # this stage's learning rate is the top-level `lr` times this
     metric: Literal["accuracy", "f1_macro", "loss"] = "accuracy"  # the validation metric that picks the best checkpoint
     classifier_dropout: float = 0.1
@@ -238,16 +281,50 @@ class FinetuneParams:
         _require(self.lr_scale > 0, f"{path}.lr_scale", "must be > 0")
         _require(self.freeze_layers >= 0, f"{path}.freeze_layers", "must be >= 0")
         _require(0 <= self.classifier_dropout < 1, f"{path}.classifier_dropout", "must be in [0, 1)")
+        _require(self.unfreeze_every > 0, f"{path}.unfreeze_every", "must be > 0")
+        _require(0 < self.layer_lr_decay <= 1, f"{path}.layer_lr_decay", "must be in (0, 1] (1: no decay)")
+        _require(0 < self.head_fraction < 1, f"{path}.head_fraction", "must be in (0, 1)")
+        if self.max_length is not None:
+            _require(self.max_length >= 8, f"{path}.max_length", "must be >= 8 or null")
+        if isinstance(self.class_weights, list):
+            _require(all(w > 0 for w in self.class_weights), f"{path}.class_weights", "weights must be > 0")
+        if self.base_model not in BASE_MODEL_KEYWORDS:
+            _check_base_model(self.base_model, f"{path}.base_model")
+        elif self.base_revision is not None:
+            _require(False, f"{path}.base_revision", "applies only to a hub id in base_model; set it to null")
         self.train.check(f"{path}.train", needs_lr=False)
+
+
+def _check_base_model(value: str, path: str) -> None:
+    """A local directory must hold a Hugging Face config; anything else must look like a hub id."""
+    local = Path(value).expanduser()
+    if local.is_dir():
+        _require((local / "config.json").is_file(), path, f"{value} has no config.json (not a Hugging Face model directory)")
+        return
+    looks_like_path = value.startswith((".", "/", "~")) or value.count("/") > 1 or local.exists()
+    _require(not looks_like_path and bool(_HUB_ID_RE.match(value)), path,
+             f"{value!r} is not 'pretrained', 'scratch', a model directory (not found) or a hub id (owner/name)")
 
 
 @dataclass
 class EvaluateParams:
     split: Literal["test", "validation"] = "test"
     batch_size: int = 128
+    ece_bins: int = 15  # equal-width confidence bins of the expected calibration error
+    best_metric: Literal["accuracy", "f1_macro"] = "f1_macro"  # picks the best classifier (summary, MLflow model)
+    # Opt-in: log the best fine-tuned classifier as an MLflow model and register it under this name + alias.
+    log_model: bool = False
+    registered_model_name: str = "lmpipe-classifier"
+    model_alias: str = "champion"
 
     def check(self, path: str) -> None:
         _require(self.batch_size > 0, f"{path}.batch_size", "must be > 0")
+        _require(self.ece_bins > 0, f"{path}.ece_bins", "must be > 0")
+        _require(bool(self.registered_model_name.strip()), f"{path}.registered_model_name", "must not be empty")
+        # MLflow's alias rule, checked here so a bad alias fails before evaluation, not after it
+        _require(re.fullmatch(r"[A-Za-z0-9_-]{1,255}", self.model_alias) is not None
+                 and self.model_alias.lower() != "latest" and not re.fullmatch(r"[vV]\d+", self.model_alias),
+                 f"{path}.model_alias", "must be letters, digits, '_' or '-', and not 'latest' or v<number>")
 
 
 @dataclass
@@ -267,6 +344,8 @@ class Params:
     finetune: FinetuneParams = field(default_factory=FinetuneParams)
     freeze_finetune: FinetuneParams = field(
         default_factory=lambda: FinetuneParams(strategy="frozen_encoder", lr_scale=10.0))
+    # The control: the same architecture from random weights, so every report shows what pretraining buys.
+    finetune_scratch: FinetuneParams = field(default_factory=lambda: FinetuneParams(base_model="scratch"))
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
 
@@ -275,17 +354,23 @@ class Params:
         _require(self.seed >= 0, "seed", "must be >= 0")
         _require(self.model.max_position >= self.tokenizer.max_length, "model.max_position",
                  f"must be >= tokenizer.max_length ({self.tokenizer.max_length})")
-        for section in ("finetune", "freeze_finetune"):
+        for section in FINETUNE_SECTIONS:
             ft: FinetuneParams = getattr(self, section)
-            if ft.strategy == "freeze_bottom":
+            # model.layers describes this project's encoder only; another base model is checked on load.
+            if ft.strategy == "freeze_bottom" and ft.base_model in BASE_MODEL_KEYWORDS:
                 _require(1 <= ft.freeze_layers <= self.model.layers, f"{section}.freeze_layers",
                          f"must be in [1, model.layers={self.model.layers}] for strategy freeze_bottom")
+            elif ft.strategy == "freeze_bottom":
+                _require(ft.freeze_layers >= 1, f"{section}.freeze_layers", "must be >= 1 for strategy freeze_bottom")
+            if isinstance(ft.class_weights, list) and self.data.label_names is not None:
+                _require(len(ft.class_weights) == len(self.data.label_names), f"{section}.class_weights",
+                         f"needs one weight per label ({len(self.data.label_names)} in data.label_names)")
 
     def finetune_section(self, name: str) -> FinetuneParams:
-        """`finetune` or `freeze_finetune` (dashes allowed, as in the stage names)."""
+        """`finetune`, `freeze_finetune` or `finetune_scratch` (dashes allowed, as in the stage names)."""
         key = name.replace("-", "_")
-        if key not in ("finetune", "freeze_finetune"):
-            raise ParamsError(f"{name}: not a fine-tuning section (finetune, freeze_finetune)")
+        if key not in FINETUNE_SECTIONS:
+            raise ParamsError(f"{name}: not a fine-tuning section ({', '.join(FINETUNE_SECTIONS)})")
         return getattr(self, key)
 
 
@@ -367,7 +452,15 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], path)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], path)
+        for option in inner:  # e.g. `balanced` or a list of weights: the first type that takes the value
+            try:
+                return _coerce(value, option, path)
+            except ParamsError:
+                continue
+        raise ParamsError(f"{path}: expected {' or '.join(_describe(a) for a in inner)}"
+                          f"{' or null' if type(None) in args else ''}, got {value!r}")
     if value is None:
         raise ParamsError(f"{path}: must not be null (expected {_describe(hint)})")
     if origin is Literal:
@@ -401,6 +494,8 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
 
 
 def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(map(repr, typing.get_args(hint)))
     return getattr(hint, "__name__", str(hint))
 
 

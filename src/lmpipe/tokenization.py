@@ -68,12 +68,48 @@ def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_l
     return ids
 
 
-def encode_labelled(tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int) -> pa.Table:
-    ids = encode_texts(tokenizer, frame["text"].tolist(), max_length)
+def encode_labelled(tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame, max_length: int,
+                    truncation: str = "head", head_fraction: float = 0.25) -> pa.Table:
+    """`input_ids` (special tokens included, at most max_length) and `label` of a frame[text, label].
+
+    truncation `head` keeps the first tokens; `head_tail` keeps head_fraction of the budget from the start and
+    the rest from the end of the document (Sun et al. 2019: the middle of a long review says least).
+    """
+    if truncation == "head":
+        ids = encode_texts(tokenizer, frame["text"].tolist(), max_length)
+    elif truncation == "head_tail":
+        ids = encode_head_tail(tokenizer, frame["text"].tolist(), max_length, head_fraction)
+    else:
+        raise ValueError(f"unknown truncation {truncation!r} (head | head_tail)")
     return pa.table({
         "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
         "label": pa.array(frame["label"].to_numpy(), type=pa.int64()),
     })
+
+
+def special_affixes(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a single text ([CLS] / [SEP], <s> / </s>)."""
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    body = tokenizer("a", add_special_tokens=False)["input_ids"]
+    for start in range(len(full) - len(body) + 1):
+        if full[start:start + len(body)] == body:
+            return full[:start], full[start + len(body):]
+    raise ValueError(f"{type(tokenizer).__name__}: cannot locate the text between its special tokens")
+
+
+def encode_head_tail(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
+                     head_fraction: float) -> list[list[int]]:
+    """Documents longer than the budget keep their first head_fraction and their last tokens."""
+    prefix, suffix = special_affixes(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    head = max(1, round(budget * head_fraction))
+    tail = budget - head
+    out = []
+    for ids in encode_texts(tokenizer, texts, None, special_tokens=False):
+        if len(ids) > budget:
+            ids = ids[:head] + (ids[-tail:] if tail else [])
+        out.append(prefix + ids + suffix)
+    return out
 
 
 def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_length: int) -> np.ndarray:
