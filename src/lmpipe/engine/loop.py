@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..params import TrainParams
 from . import checkpoint as ckpt
+from .cpu_kernels import use_fast_cpu_kernels
 from .distributed import Dist, all_reduce_sum, barrier, broadcast_flag
 from .objectives import Objective
 from .optim import build_optimizer, lr_factor, param_groups, set_lr
@@ -62,17 +63,36 @@ def _cpu_has_bf16() -> bool:
 
 class StepSampler:
     """Which examples each optimizer step uses: epoch after epoch of seeded permutations, so the data
-    position is a pure function of (seed, step) and a resumed run reads exactly what it would have."""
+    position is a pure function of (seed, step) and a resumed run reads exactly what it would have.
 
-    def __init__(self, n_examples: int, batch_size: int, seed: int):
+    With `lengths` (variable-length examples), each epoch's permutation is cut into pools of
+    GROUP_POOL batches, sorted by length inside a pool, and the resulting batches are shuffled: batches
+    hold examples of similar length, so dynamic padding wastes little compute (Hugging Face's
+    group_by_length does the same)."""
+
+    GROUP_POOL = 50
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int, lengths: np.ndarray | None = None):
         self.n, self.batch_size, self.seed = n_examples, batch_size, seed
+        self.lengths = None if lengths is None else np.asarray(lengths)
         self._cache: dict[int, np.ndarray] = {}
 
     def _epoch(self, epoch: int) -> np.ndarray:
         if epoch not in self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k >= epoch - 1}
-            self._cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(self.n)
+            if self.lengths is not None:
+                order = self._group_by_length(order, rng)
+            self._cache[epoch] = order
         return self._cache[epoch]
+
+    def _group_by_length(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        pool = self.batch_size * self.GROUP_POOL
+        pools = [chunk[np.argsort(self.lengths[chunk], kind="stable")] for chunk in np.split(
+            order, range(pool, self.n, pool))]
+        batches = np.split(np.concatenate(pools), range(self.batch_size, self.n, self.batch_size))
+        return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
     def indices(self, step: int) -> np.ndarray:
         start, stop = step * self.batch_size, (step + 1) * self.batch_size
@@ -136,10 +156,13 @@ def train(
     eval_batch_size = min(2 * micro, math.ceil(objective.eval_size / world))
     autocast_dtype = resolve_precision(cfg.precision, device)
     torch.manual_seed(seed)
+    if device.type == "cpu" and cfg.fast_cpu_kernels:
+        use_fast_cpu_kernels(objective.model)
     objective.to(device)
     optimizer = build_optimizer(param_groups(objective.model, lr, cfg.weight_decay, lr_scale), cfg, device)
     budget = Budget(cfg, objective.train_size)
-    sampler = StepSampler(objective.train_size, cfg.batch_size, seed)
+    lengths = objective.train_lengths() if cfg.group_by_length else None
+    sampler = StepSampler(objective.train_size, cfg.batch_size, seed, lengths)
 
     # The logging window lives in the state too, so a resumed run logs the same rows as an uninterrupted one.
     state: dict[str, Any] = {"step": 0, "tokens": 0, "seconds": 0.0, "history": [], "evals": [],

@@ -40,6 +40,11 @@ class Objective(nn.Module):
     def eval_size(self) -> int:
         raise NotImplementedError
 
+    def train_lengths(self) -> np.ndarray | None:
+        """Token count of each training example when they vary (the engine then batches similar lengths
+        together); None for fixed-length examples."""
+        return None
+
     def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
         """The training examples `indices` as tensors; randomness (masking) depends only on (seed, step, indices)."""
         raise NotImplementedError
@@ -146,9 +151,9 @@ class MaskedLM(Objective):
         return int((batch["labels"] != IGNORE).sum())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        hidden = self.model.bert(input_ids=batch["input_ids"]).last_hidden_state
+        hidden = self.model.base_model(input_ids=batch["input_ids"]).last_hidden_state
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["positions"])
-        logits = self.model.cls(selected).float()
+        logits = _mlm_head(self.model)(selected).float()
         targets = batch["targets"]
         valid = targets != IGNORE
         return {
@@ -189,6 +194,9 @@ class Classification(Objective):
     @property
     def eval_size(self) -> int:
         return len(self.eval_ids)
+
+    def train_lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.train_ids), dtype=np.int64, count=len(self.train_ids))
 
     def collate(self, ids: Sequence[np.ndarray], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {**pad_batch(ids, self.pad_token_id), "labels": labels}
@@ -236,6 +244,14 @@ def pad_batch(ids: Sequence[np.ndarray], pad_token_id: int) -> dict[str, torch.T
         input_ids[row, :len(x)] = torch.as_tensor(x)
         attention_mask[row, :len(x)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def _mlm_head(model: nn.Module) -> nn.Module:
+    """The masked-LM head (transform + vocabulary projection) of a Hugging Face *ForMaskedLM model."""
+    for name in ("cls", "lm_head"):  # BERT; RoBERTa and its pre-LayerNorm variant
+        if hasattr(model, name):
+            return getattr(model, name)
+    raise TypeError(f"{type(model).__name__} has no masked-LM head named cls or lm_head")
 
 
 def _mix(*values: int) -> int:

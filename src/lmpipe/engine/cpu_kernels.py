@@ -1,0 +1,97 @@
+"""Faster CPU training for Hugging Face encoders: cheap dropout masks and bf16 matmul attention.
+
+Measured on the 2-core AVX-512-bf16 CPU (bench/RESULTS.md): torch's CPU dropout draws one mt19937 number per
+element on one thread (`bernoulli_`, a quarter of a pretraining step), and SDPA with dropout > 0 takes its
+math path, which upcasts q, k and v to fp32. Here a dropout mask costs one 64-bit draw per 4 elements and
+attention runs its two matmuls in the autocast dtype with an fp32 softmax. Both draw from torch's global
+generator, so seeding and checkpointed RNG states keep runs reproducible and resumable.
+
+Only the modules change: parameters and the saved Hugging Face directory are exactly those of the original
+model (the attention function is chosen at run time, not written to config.json).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+ATTENTION_NAME = "lmpipe_cpu"
+_LANE_BITS = 15
+
+
+def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A keep-mask already scaled by 1/(1-p): four 15-bit lanes of one int64 draw per element quadruple.
+
+    The drop probability is round(p * 2^15) / 2^15 (p = 0.1 gives 0.100006)."""
+    n = x.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
+    lanes = bits.view(torch.int16)[:n].view(x.shape)
+    keep = (lanes & 0x7FFF) >= int(round(p * 2**_LANE_BITS))
+    return keep.to(x.dtype) * (1.0 / (1.0 - p))
+
+
+class FastDropout(nn.Module):
+    """`nn.Dropout` with `dropout_keep_mask` (same p, same train/eval behaviour)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * dropout_keep_mask(x, self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def matmul_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                     **kwargs) -> tuple[torch.Tensor, None]:
+    """Attention as two matmuls in the input dtype, an fp32 softmax and the cheap dropout mask.
+
+    Same signature and output layout ([batch, seq, heads, head_dim]) as transformers' attention functions."""
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask[..., : key.shape[-2]].float()
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    if dropout > 0 and module.training:
+        probs = probs * dropout_keep_mask(probs, dropout)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION_NAME, matmul_attention)
+    # Without a mask function registered under the same name transformers passes no mask at all.
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+
+
+def use_fast_cpu_kernels(model: nn.Module) -> int:
+    """Swap `model`'s dropouts and attention for the CPU versions above, in place; returns how many dropouts
+    were swapped. Models that do not take a custom attention function keep their own (and still get the
+    dropouts)."""
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(module, name, FastDropout(child.p).train(child.training))
+                swapped += 1
+    setter = getattr(model, "set_attn_implementation", None)
+    if setter is not None:
+        _register()
+        try:
+            setter(ATTENTION_NAME)
+        except (ValueError, NotImplementedError) as error:  # an architecture without the attention interface
+            log.info("fast CPU attention not available for %s: %s", type(model).__name__, error)
+    return swapped

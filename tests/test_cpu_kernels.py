@@ -1,0 +1,95 @@
+"""lmpipe.engine.cpu_kernels, the pre-LayerNorm architecture, and length-grouped batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+import engine_worker as ew
+from lmpipe.engine.cpu_kernels import FastDropout, dropout_keep_mask, use_fast_cpu_kernels
+from lmpipe.engine.distributed import Dist
+from lmpipe.engine.loop import StepSampler, train
+from lmpipe.modeling import build_masked_lm, load_classifier, save_model
+from lmpipe.params import ModelParams
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return ew.load_data(ew.make_data(tmp_path_factory.mktemp("kernels-data")))[0]
+
+
+def test_dropout_mask_has_the_requested_rate_and_keeps_the_expectation():
+    torch.manual_seed(0)
+    x = torch.ones(1000, 1000)
+    mask = dropout_keep_mask(x, 0.1)
+    assert abs((mask == 0).float().mean().item() - 0.1) < 0.002
+    assert abs(mask.mean().item() - 1.0) < 0.003
+    assert torch.unique(mask).tolist() == [0.0, pytest.approx(1 / 0.9)]
+    torch.manual_seed(0)
+    assert torch.equal(dropout_keep_mask(x, 0.1), mask)  # the global generator makes it reproducible
+
+
+@pytest.mark.parametrize("architecture", ["bert", "roberta-prelayernorm"])
+def test_fast_kernels_compute_the_same_function_with_padding(tokenizer, tmp_path, architecture):
+    cfg = ModelParams(architecture=architecture, layers=2, hidden=32, heads=2, intermediate=64, max_position=32)
+    save_model(build_masked_lm(cfg, tokenizer), tokenizer, tmp_path / "mlm")
+    reference = load_classifier(tmp_path / "mlm", ["a", "b"]).eval()
+    fast = load_classifier(tmp_path / "mlm", ["a", "b"]).eval()
+    fast.load_state_dict(reference.state_dict())
+    assert use_fast_cpu_kernels(fast) > 0
+    assert fast.training is False and all(not m.training for m in fast.modules() if isinstance(m, FastDropout))
+    ids = torch.randint(5, len(tokenizer), (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 3:] = 0
+    ids[mask == 0] = tokenizer.pad_token_id
+    with torch.no_grad():
+        torch.testing.assert_close(fast(input_ids=ids, attention_mask=mask).logits,
+                                   reference(input_ids=ids, attention_mask=mask).logits, atol=1e-5, rtol=1e-5)
+        # padding must really be masked: changing a padded token changes nothing
+        other = ids.clone()
+        other[2, 5] = 7
+        torch.testing.assert_close(fast(input_ids=other, attention_mask=mask).logits[2],
+                                   fast(input_ids=ids, attention_mask=mask).logits[2])
+
+
+def test_prelayernorm_encoder_pretrains_and_saves_a_plain_hugging_face_directory(tokenizer, tmp_path):
+    _, blocks = ew.load_data(ew.make_data(tmp_path / "data"))
+    cfg = ModelParams(architecture="roberta-prelayernorm", layers=2, hidden=32, heads=2, intermediate=64,
+                      max_position=ew.SEQ, dropout=0.1, attention_dropout=0.1)
+    torch.manual_seed(0)
+    model = build_masked_lm(cfg, tokenizer)
+    objective = ew.MaskedLM(model, blocks[:-ew.N_EVAL], blocks[-ew.N_EVAL:], mask_rate=0.15, mask_token_fraction=0.8,
+                            random_token_fraction=0.1, mask_token_id=tokenizer.mask_token_id,
+                            special_token_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer))
+    result = train(objective, ew.train_params(steps=40, lr=3e-3, eval_every=20), lr=3e-3, seed=0, dist_info=Dist())
+    assert result.evals[-1]["loss"] < result.evals[0]["loss"] < np.log(len(tokenizer))
+    save_model(model, tokenizer, tmp_path / "pretrained")
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "pretrained")
+    assert type(reloaded).__name__ == "RobertaPreLayerNormForMaskedLM"
+    assert reloaded.config._attn_implementation != "lmpipe_cpu"  # the run-time kernel is not saved
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pretrained", num_labels=2)
+    torch.testing.assert_close(classifier.roberta_prelayernorm.encoder.layer[0].attention.self.query.weight,
+                               model.roberta_prelayernorm.encoder.layer[0].attention.self.query.weight)
+
+
+def test_length_grouping_makes_batches_of_similar_length_and_still_visits_every_example():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 120, size=1600)
+    grouped = StepSampler(1600, 16, seed=1, lengths=lengths)
+    plain = StepSampler(1600, 16, seed=1)
+    epoch = np.concatenate([grouped.indices(step) for step in range(100)])
+    assert sorted(epoch.tolist()) == list(range(1600))
+
+    def padding(sampler: StepSampler) -> float:
+        return float(np.mean([lengths[sampler.indices(s)].max() - lengths[sampler.indices(s)].mean()
+                              for s in range(100)]))
+
+    assert padding(grouped) < padding(plain) / 5
+    # deterministic in (seed, step), and the batches come in shuffled order (not sorted by length)
+    again = StepSampler(1600, 16, seed=1, lengths=lengths)
+    assert all(np.array_equal(again.indices(s), grouped.indices(s)) for s in (0, 57, 99, 150))
+    means = [lengths[grouped.indices(s)].mean() for s in range(100)]
+    assert not (np.all(np.diff(means) >= 0) or np.all(np.diff(means) <= 0))
