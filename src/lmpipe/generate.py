@@ -1,0 +1,180 @@
+"""Text generation from a causal-LM directory: the `lmpipe-generate` command and the function behind it.
+
+    lmpipe-generate models/clm/model "The film was"                  # sampling: temperature 0.8, top-k 50, top-p 0.95
+    lmpipe-generate models/clm/model "The film was" --greedy
+    echo "The plot" | lmpipe-generate models/clm/model --seed 3 --max-new-tokens 80
+    lmpipe-generate gpt2 --prompt-file prompt.txt --top-k 0 --top-p 0.9
+
+Tokens are printed as they are generated (transformers' TextStreamer); `model.generate` keeps the KV cache,
+so each new token costs one position, not the whole sequence. Generation stops at the end-of-text token
+(the tokenizer's eos) or after --max-new-tokens. The same seed gives the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.generation.streamers import BaseStreamer
+
+
+@dataclass
+class Sampling:
+    max_new_tokens: int = 50
+    greedy: bool = False
+    temperature: float = 0.8
+    top_k: int = 50  # 0: off
+    top_p: float = 0.95  # 1.0: off
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature} (use greedy for argmax decoding)")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1: off), got {self.top_p}")
+
+
+@dataclass
+class Generated:
+    prompt: str
+    text: str  # the continuation only, without special tokens
+    new_tokens: int  # generated tokens, the end-of-text token included when it was generated
+    stopped_at_end_of_text: bool
+
+
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, sampling: Sampling,
+             streamer: BaseStreamer | None = None) -> Generated:
+    """Continue `prompt`; an empty prompt starts a new document (from the end-of-text token)."""
+    sampling.check()
+    eot = tokenizer.eos_token_id
+    if eot is None:
+        raise ValueError("the tokenizer has no eos_token: generation could not stop at end of text")
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+    if ids.shape[1] == 0:
+        ids = torch.tensor([[eot]])
+    limit = _positions(model)
+    if sampling.max_new_tokens >= limit:
+        raise ValueError(f"max_new_tokens {sampling.max_new_tokens} leaves no room for the prompt in the model's "
+                         f"{limit} positions")
+    ids = ids[:, -(limit - sampling.max_new_tokens):]  # keep the end of a long prompt: that is what continues
+    options = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=eot, pad_token_id=eot, use_cache=True,
+                   do_sample=not sampling.greedy)
+    if not sampling.greedy:  # explicit values: unset ones would take transformers' defaults (top_k 50)
+        options.update(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
+    model.eval()
+    device = next(model.parameters()).device
+    # A private RNG stream: the same seed gives the same text, and the caller's RNG state is left alone.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        torch.manual_seed(sampling.seed)
+        out = model.generate(ids.to(device), attention_mask=torch.ones_like(ids, device=device),
+                             generation_config=GenerationConfig(**options), streamer=streamer)
+    new = out[0, ids.shape[1]:].tolist()
+    stopped = bool(new) and new[-1] == eot
+    text = tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return Generated(prompt=prompt, text=text, new_tokens=len(new), stopped_at_end_of_text=stopped)
+
+
+def _positions(model: PreTrainedModel) -> int:
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int):
+            return value
+    return 2 ** 31
+
+
+class _PrintStreamer(BaseStreamer):
+    """Prints each new token's text as soon as it decodes to whole characters (TextStreamer waits for spaces)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.tokenizer, self.tokens, self.printed, self.prompt_seen = tokenizer, [], 0, False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate() first sends the prompt
+            self.prompt_seen = True
+            return
+        self.tokens.extend(value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for its next byte
+            return
+        sys.stdout.write(text[self.printed:])
+        sys.stdout.flush()
+        self.printed = len(text)
+
+    def end(self) -> None:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+def load(model_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A model and tokenizer from a directory (or hub id); a clear error before loading weights otherwise."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model_path)
+    if path.exists() or model_path.startswith((".", "/", "~")):
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{model_path}: not a Hugging Face model directory (no config.json)")
+        if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            raise ValueError(f"{model_path}: has no tokenizer (tokenizer.json)")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, attn_implementation="sdpa")
+    return model, tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lmpipe-generate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("model", help="a causal-LM directory (config.json, model.safetensors, tokenizer.json) or hub id")
+    parser.add_argument("prompt", nargs="?", help="the prompt; '-' or left out: read stdin (unless --prompt-file)")
+    parser.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
+    parser.add_argument("--max-new-tokens", type=int, default=50)
+    parser.add_argument("--greedy", action="store_true", help="argmax decoding (no sampling)")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens (0: off)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1.0: off)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-stream", action="store_true", help="print the continuation once at the end")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (implies --no-stream)")
+    args = parser.parse_args(argv)
+
+    if args.prompt_file is not None and args.prompt not in (None, "-"):
+        parser.error("give the prompt as an argument or with --prompt-file, not both")
+    if args.prompt_file is not None:
+        if not args.prompt_file.is_file():
+            parser.error(f"--prompt-file {args.prompt_file}: file not found")
+        prompt = args.prompt_file.read_text(encoding="utf-8")
+    elif args.prompt in (None, "-"):
+        prompt = "" if sys.stdin.isatty() else sys.stdin.read()
+    else:
+        prompt = args.prompt
+    prompt = prompt.rstrip("\n")  # a file's or echo's trailing newline is not part of the text to continue
+    sampling = Sampling(max_new_tokens=args.max_new_tokens, greedy=args.greedy, temperature=args.temperature,
+                        top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    try:
+        sampling.check()
+        model, tokenizer = load(args.model)
+    except ValueError as error:
+        parser.error(str(error))
+    stream = not (args.no_stream or args.json)
+    if stream:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+    result = generate(model, tokenizer, prompt, sampling, streamer=_PrintStreamer(tokenizer) if stream else None)
+    if args.json:
+        print(json.dumps({**asdict(result), "sampling": asdict(sampling)}))
+    elif not stream:
+        print(prompt + result.text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""pretrain-clm: a GPT-2 decoder from scratch (or continued training of a causal-LM directory / hub id) with
+the causal-LM objective, through the one training engine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from lmpipe import runtime
+from lmpipe.clm import build_gpt2, describe, load_causal_lm
+from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
+from lmpipe.engine import checkpoint, distributed
+from lmpipe.engine.causal_lm import CausalLM, target_bytes
+from lmpipe.engine.loop import train
+from lmpipe.modeling import count_parameters, save_model
+from lmpipe.params import to_dict
+from lmpipe.tokenization import load_tokenizer, read_blocks
+from lmpipe.tracking import Tracker
+
+log = logging.getLogger("lmpipe")
+TOKENIZER, TOKENIZED, OUT, REPORTS = "data/clm/tokenizer", "data/clm/tokenized", "models/clm/model", "reports/clm/pretrain"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default=CLM_PARAMS_FILE)
+    args = parser.parse_args(argv)
+    params = runtime.start("pretrain-clm", args.params, load_clm_params)
+    info = distributed.setup()
+    cfg = params.pretrain
+    logged = {"seed": params.seed, "base_model": params.base_model, "model": to_dict(params.model),
+              "pretrain": to_dict(cfg)}
+    with Tracker("pretrain-clm", logged, experiment=params.tracking.experiment,
+                 enabled=params.tracking.enabled and info.is_main) as tracker:
+        tokenizer = load_tokenizer(TOKENIZER)
+        train_blocks = read_blocks(f"{TOKENIZED}/train.parquet")
+        heldout_blocks = read_blocks(f"{TOKENIZED}/heldout.parquet")
+        if train_blocks.shape[1] != params.model.context_length:
+            raise ValueError(f"{TOKENIZED}: blocks of {train_blocks.shape[1]} tokens, but model.context_length is "
+                             f"{params.model.context_length}: rerun tokenize-clm")
+        if params.base_model is None:
+            model = build_gpt2(params.model, tokenizer)
+        else:
+            model = load_causal_lm(params.base_model, params.model.context_length)
+        if model.config.vocab_size < len(tokenizer):
+            raise ValueError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the tokenizer's "
+                             f"({len(tokenizer)})")
+        log.info("pretrain-clm: %s, %d training blocks of %d tokens", describe(model), len(train_blocks),
+                 train_blocks.shape[1])
+        objective = CausalLM(model, train_blocks, heldout_blocks,
+                             eval_bytes=target_bytes(tokenizer, heldout_blocks, tokenizer.eos_token_id))
+        fingerprint = checkpoint.fingerprint("pretrain-clm", logged, [TOKENIZER, TOKENIZED])
+        result = train(objective, cfg.train, lr=cfg.train.lr, seed=params.seed, dist_info=info, tracker=tracker,
+                       checkpoint_dir=runtime.checkpoint_dir("pretrain-clm", fingerprint), desc="pretrain-clm")
+        if info.is_main:
+            save_model(model, tokenizer, OUT)
+            final = {f"heldout_{k}": v for k, v in result.evals[-1].items() if k not in ("step", "epoch")}
+            metrics = {**final, **result.summary, "parameters": count_parameters(model)[1]}
+            runtime.write_training_reports(REPORTS, metrics, result, tracker)
+    distributed.teardown()
+
+
+if __name__ == "__main__":
+    main()

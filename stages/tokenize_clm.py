@@ -1,0 +1,57 @@
+"""tokenize-clm: the corpus (the download stage's code) -> a byte-level BPE tokenizer (or a base model's) and
+packed next-token blocks in data/clm/."""
+
+from __future__ import annotations
+
+import argparse
+
+from lmpipe import runtime
+from lmpipe.clm import base_context_length, load_base_tokenizer, pack_documents, train_bpe_tokenizer
+from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
+from lmpipe.data.loading import load_data
+from lmpipe.io import write_json
+from lmpipe.params import to_dict
+from lmpipe.tokenization import split_heldout, write_blocks
+from lmpipe.tracking import Tracker
+
+TOKENIZER, TOKENIZED, REPORT = "data/clm/tokenizer", "data/clm/tokenized", "reports/clm/tokenize.json"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default=CLM_PARAMS_FILE)
+    args = parser.parse_args(argv)
+    params = runtime.start("tokenize-clm", args.params, load_clm_params)
+    cfg, length = params.tokenizer, params.model.context_length
+    logged = {"seed": params.seed, "base_model": params.base_model, "data": to_dict(params.data),
+              "tokenizer": to_dict(cfg), "context_length": length}
+    with Tracker("tokenize-clm", logged, experiment=params.tracking.experiment,
+                 enabled=params.tracking.enabled) as tracker:
+        if params.base_model is not None:
+            # Cheap checks first: the base model's tokenizer and positions, before the corpus is built.
+            tokenizer = load_base_tokenizer(params.base_model)
+            limit = base_context_length(params.base_model)
+            if length > limit:
+                raise ValueError(f"model.context_length {length} exceeds base_model {params.base_model!r}'s "
+                                 f"{limit} positions")
+            tokenizer.model_max_length = length
+        corpus = load_data(params.data, params.seed).corpus
+        train_docs, heldout_docs = split_heldout(corpus, cfg.heldout_fraction, params.seed)
+        if params.base_model is None:
+            tokenizer = train_bpe_tokenizer(train_docs, cfg, length)
+        train_blocks = pack_documents(tokenizer, train_docs, length)
+        heldout_blocks = pack_documents(tokenizer, heldout_docs, length)
+        tokenizer.save_pretrained(TOKENIZER)
+        write_blocks(f"{TOKENIZED}/train.parquet", train_blocks)
+        write_blocks(f"{TOKENIZED}/heldout.parquet", heldout_blocks)
+        stats = {"documents": len(corpus), "heldout_documents": len(heldout_docs), "vocab": len(tokenizer),
+                 "end_of_text": tokenizer.eos_token, "block_length": length,
+                 "train_blocks": int(len(train_blocks)), "heldout_blocks": int(len(heldout_blocks)),
+                 "train_tokens": int(train_blocks.size),
+                 "bytes_per_token": sum(len(t.encode()) for t in train_docs) / max(int(train_blocks.size), 1)}
+        write_json(REPORT, stats)
+        tracker.log_metrics({k: v for k, v in stats.items() if isinstance(v, (int, float))})
+
+
+if __name__ == "__main__":
+    main()
