@@ -7,8 +7,8 @@
     python -m bench.run --rows ours-bf16,trainer-bf16 --no-write
     python -m bench.run --params-rev HEAD   # the committed params.yaml, whatever the workspace holds
 
-Rows: ours-bf16, trainer-bf16, ours-bf16-compile, ours-fp32, trainer-fp32, and ours-bf16-proposed (our engine
-with the CPU attention/dropout change proposed in RESULTS.md, prototyped here in bench/, not in the engine).
+Rows: ours-bf16, trainer-bf16, ours-bf16-compile, ours-fp32, trainer-fp32, and ours-bf16-sdpa (our engine with
+`fast_cpu_kernels: false`: torch's dropout and SDPA, as the Trainer row runs them; shows what the CPU kernels buy).
 
 One command, one run, side by side on the same data and the same model config:
 
@@ -68,9 +68,8 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "ours-bf16-compile": ("ours", "bf16", True),
     "ours-fp32": ("ours", "fp32", False),
     "trainer-fp32": ("trainer", "fp32", False),
-    # Our engine with the change proposed in RESULTS.md (cheaper dropout masks, bf16 attention): a prototype that
-    # lives here, in bench/, patched onto the model at build time; the engine and lmpipe.modeling are untouched.
-    "ours-bf16-proposed": ("ours", "bf16", False),
+    # Our engine without its CPU kernels (engine/cpu_kernels.py): torch's dropout and SDPA attention.
+    "ours-bf16-sdpa": ("ours", "bf16", False),
 }
 QUICK_ROWS = ["ours-bf16", "trainer-bf16"]
 
@@ -188,64 +187,6 @@ def flop_model(params, vocab: int, non_special_fraction: float) -> dict:
     }
 
 
-# --------------------------------------------------------------------------------------------- proposed fix
-
-
-def fast_dropout_mask(x, p: float):
-    """A dropout keep-mask (already scaled by 1/(1-p)) from one 64-bit draw per 4 elements.
-
-    torch's CPU dropout calls the mt19937 generator once per element (bernoulli_), single-threaded: ~5 ns per
-    element, 25% of a step here. `random_()` on int64 fills 63 random bits per draw; 4 lanes of 15 bits each
-    give the mask (drop probability round(p * 2^15) / 2^15). Deterministic under torch.manual_seed."""
-    import torch
-
-    n = x.numel()
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_().view(torch.int16)[:n].view(x.shape)
-    keep = (bits & 0x7FFF) >= int(round(p * 32768))
-    return keep.to(x.dtype) * (1.0 / (1.0 - p))
-
-
-def _bf16_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """Attention with bf16 matmuls (under autocast), an fp32 softmax and the cheap dropout mask. On CPU, SDPA
-    with dropout > 0 takes its math path, which upcasts q, k, v to fp32 (copies, fp32 bmm) and draws the
-    attention dropout with bernoulli_; without dropout its flash kernel's backward is no faster here."""
-    import torch
-
-    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    if dropout > 0 and module.training:
-        probs = probs * fast_dropout_mask(probs, dropout)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
-
-
-def proposed_model(model_cfg, tokenizer):
-    """build_masked_lm's model (same config, same initial weights) with the proposed CPU attention and dropout."""
-    import torch
-    from transformers import BertForMaskedLM
-    from transformers.modeling_utils import AttentionInterface
-
-    from lmpipe.modeling import bert_config
-
-    class FastDropout(torch.nn.Module):
-        def __init__(self, p: float):
-            super().__init__()
-            self.p = p
-
-        def forward(self, x):
-            return x * fast_dropout_mask(x, self.p) if self.training and self.p > 0 else x
-
-    AttentionInterface.register("bench_cpu_bf16", _bf16_attention)
-    model = BertForMaskedLM._from_config(bert_config(model_cfg, tokenizer), attn_implementation="bench_cpu_bf16")
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, torch.nn.Dropout):
-                setattr(module, name, FastDropout(child.p))
-    return model
-
-
 # --------------------------------------------------------------------------------------------- worker
 
 
@@ -259,10 +200,10 @@ class Probe:
         self.torch = torch
         self.info: dict = {}
         self.decoder_rows: list[int] = []
-        layer = model.bert.encoder.layer[0].attention.self.query
+        layer = model.base_model.encoder.layer[0].attention.self.query
         layer.register_forward_hook(self._linear)
-        model.cls.predictions.decoder.register_forward_hook(self._decoder)
-        model.bert.register_forward_pre_hook(self._inputs, with_kwargs=True)
+        model.get_output_embeddings().register_forward_hook(self._decoder)
+        model.base_model.register_forward_pre_hook(self._inputs, with_kwargs=True)
         model.register_forward_pre_hook(self._outer, with_kwargs=True)
         sdpa = torch.nn.functional.scaled_dot_product_attention
 
@@ -314,10 +255,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
     lr = cfg.lr
 
     torch.manual_seed(params.seed)  # the same initial weights in every row
-    if row == "ours-bf16-proposed":
-        model = proposed_model(params.model, tokenizer)
-    else:
-        model = build_masked_lm(params.model, tokenizer)
+    model = build_masked_lm(params.model, tokenizer)
     checksum = float(sum(p.double().sum() for p in model.parameters()))
     n_params = sum(p.numel() for p in model.parameters())
     probe = Probe(model) if not compile_ else None  # hooks inside a compiled region would change what compiles
@@ -333,7 +271,8 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
 
         run_cfg = dataclasses.replace(cfg, steps=total, epochs=None, tokens=None, minutes=None, precision=precision,
                                       compile=compile_, eval_every=10 ** 9, eval_batches=1, checkpoint_every=0,
-                                      log_every=1, micro_batch_size=None)
+                                      log_every=1, micro_batch_size=None,
+                                      fast_cpu_kernels=row != "ours-bf16-sdpa")
         objective = MaskedLM(model, blocks, heldout, mask_rate=params.pretrain.mask_rate,
                              mask_token_fraction=params.pretrain.mask_token_fraction,
                              random_token_fraction=params.pretrain.random_token_fraction,
@@ -604,7 +543,8 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
             ac += f"; accelerate mixed_precision={r.get('accelerate_mixed_precision')}"
         sd = p.get("sdpa") or {}
         sdpa = (f"{sd.get('dtype')}, mask {'tensor' if sd.get('attn_mask') else 'None'}, dropout_p {sd.get('dropout_p')}"
-                if sd else "none: bf16 matmul attention (bench prototype)" if name == "ours-bf16-proposed" else "-")
+                if sd else "none: matmul attention in the autocast dtype (engine/cpu_kernels.py)"
+                if name.startswith("ours") and name != "ours-bf16-sdpa" else "-")
         w(f"| {name} | {ac} | {p.get('encoder_linear_out_dtype')} | {sdpa} | {p.get('vocab_logits_dtype')} | "
           f"{p.get('vocab_projection_rows_per_step', 0):.0f} | {', '.join(p.get('encoder_inputs', []))} | "
           f"{r['n_params']}{'' if r['n_params'] == flops['n_total'] else ' MISMATCH'} | "
@@ -657,11 +597,10 @@ def analysis(results: dict, flops: dict, peaks: dict) -> str:
                      f"(matmul peak ratio here {max(peaks['bf16_start'], peaks.get('bf16_end', 0)) / max(peaks['fp32_start'], peaks.get('fp32_end', 0)):.2f}x).")
     if "trainer-fp32" in results and hf:
         lines.append(f"- bf16 vs fp32 in the Trainer: {hf['tokens_per_s'] / results['trainer-fp32']['tokens_per_s']:.2f}x.")
-    if "ours-bf16-proposed" in results and hf:
-        prop = results["ours-bf16-proposed"]
-        lines.append(f"- Proposed fix (prototype, bench only): {prop['tokens_per_s']:.0f} tokens/s = "
-                     f"{prop['tokens_per_s'] / hf['tokens_per_s']:.2f}x the Trainer"
-                     + (f", {prop['tokens_per_s'] / ours['tokens_per_s']:.2f}x our engine today." if ours else "."))
+    if "ours-bf16-sdpa" in results and ours:
+        plain = results["ours-bf16-sdpa"]
+        lines.append(f"- CPU kernels (engine/cpu_kernels.py): our engine without them runs {plain['tokens_per_s']:.0f} "
+                     f"tokens/s; with them {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}x that.")
     if "ours-bf16-compile" in results and ours:
         lines.append(f"- torch.compile: {results['ours-bf16-compile']['tokens_per_s'] / ours['tokens_per_s']:.2f}x "
                      "over eager bf16 in our engine.")

@@ -93,3 +93,23 @@ def test_length_grouping_makes_batches_of_similar_length_and_still_visits_every_
     assert all(np.array_equal(again.indices(s), grouped.indices(s)) for s in (0, 57, 99, 150))
     means = [lengths[grouped.indices(s)].mean() for s in range(100)]
     assert not (np.all(np.diff(means) >= 0) or np.all(np.diff(means) <= 0))
+
+
+def test_fast_attention_keeps_a_decoder_causal():
+    """transformers passes no mask to a decoder's attention when is_causal can stand in for it."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50, n_positions=16, bos_token_id=0,
+                        eos_token_id=0)
+    model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa").eval()
+    ids = torch.randint(1, 50, (2, 10))
+    with torch.no_grad():
+        reference = model(input_ids=ids).logits
+        use_fast_cpu_kernels(model)
+        fast = model(input_ids=ids).logits
+        changed_last = ids.clone()
+        changed_last[:, -1] = (changed_last[:, -1] + 1) % 50
+        later = model(input_ids=changed_last).logits
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+    assert torch.equal(later[:, :-1], fast[:, :-1])  # no position sees a later token

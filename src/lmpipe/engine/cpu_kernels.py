@@ -57,7 +57,14 @@ def matmul_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     Same signature and output layout ([batch, seq, heads, head_dim]) as transformers' attention functions."""
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
     scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling
-    if attention_mask is not None:
+    is_causal = kwargs.get("is_causal")
+    is_causal = getattr(module, "is_causal", False) if is_causal is None else is_causal
+    if attention_mask is None and is_causal and query.shape[2] > 1:
+        # transformers skips building the mask of a decoder when SDPA's is_causal can stand in for it
+        q_len, k_len = query.shape[2], key.shape[2]
+        future = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).triu(k_len - q_len + 1)
+        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
+    elif attention_mask is not None:
         if attention_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
