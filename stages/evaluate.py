@@ -1,50 +1,111 @@
-"""evaluate: every fine-tuned variant on the test split, side by side: metrics, confusion matrices."""
+"""evaluate: every variant (three fine-tuned classifiers and the TF-IDF baseline) on one split, side by side.
+
+Writes reports/evaluate/ (metrics.json, confusion matrices, ROC / PR / reliability curves, predictions.csv)
+and reports/summary.md; logs the whole comparison to MLflow and, with `evaluate.log_model`, registers the
+best classifier.
+"""
 
 from __future__ import annotations
 
+import logging
+import tempfile
+
+import numpy as np
 import pandas as pd
 
-from lmpipe import runtime
+from lmpipe import evaluation, runtime
+from lmpipe.baseline import predict_proba as baseline_proba
+from lmpipe.baseline import tfidf_logistic_regression
+from lmpipe.evaluation import BASELINE
 from lmpipe.inference import predict_proba
-from lmpipe.io import read_json, write_json, write_rows_csv
-from lmpipe.metrics import classification_report
+from lmpipe.io import read_json, write_json, write_text
 from lmpipe.params import to_dict
+from lmpipe.registry import try_log_classifier
+from lmpipe.report import render_figures, render_summary
 from lmpipe.tokenization import load_tokenizer, read_labelled
-from lmpipe.tracking import Tracker
+from lmpipe.tracking import Tracker, tracking_uri
 from transformers import AutoModelForSequenceClassification
 
-VARIANTS = ("finetune", "freeze-finetune")
-REPORTS = "reports/evaluate"
+VARIANTS = ("finetune", "freeze-finetune", "finetune-scratch")
+TRAINING_STAGES = ("pretrain-mlm", *VARIANTS)
+REPORTS, SUMMARY = "reports/evaluate", "reports/summary.md"
+log = logging.getLogger("lmpipe")
 
 
 def main() -> None:
     params = runtime.start("evaluate")
     cfg = params.evaluate
-    with Tracker("evaluate", {"evaluate": to_dict(cfg)}, experiment=params.tracking.experiment,
+    raw, tokenized = f"data/raw/{cfg.split}.parquet", f"data/tokenized/{cfg.split}.parquet"
+    evaluation.require_files({
+        "data/raw/labels.json": "download", "data/raw/train.parquet": "download", raw: "download",
+        tokenized: "tokenize", "reports/baseline/metrics.json": "baseline", "reports/pretrain/metrics.json":
+        "pretrain-mlm", **{f"models/{v}/config.json": v for v in VARIANTS}})
+    with Tracker("evaluate", {"seed": params.seed, "evaluate": to_dict(cfg)}, experiment=params.tracking.experiment,
                  enabled=params.tracking.enabled) as tracker:
         label_names = read_json("data/raw/labels.json")
-        ids, labels = read_labelled(f"data/tokenized/{cfg.split}.parquet")
-        results = {}
+        ids, labels = read_labelled(tokenized)
+        frame = pd.read_parquet(raw)
+        evaluation.check_split(raw, frame["label"].to_numpy(), labels)
+
+        # The baseline first (seconds): refit exactly as the baseline stage does, for its probabilities,
+        # and checked against that stage's reported accuracy so the two never silently disagree.
+        probabilities = {BASELINE: _baseline(params.seed, frame, label_names, cfg.split)}
         for variant in VARIANTS:
             path = f"models/{variant}"
             model = AutoModelForSequenceClassification.from_pretrained(path)
             tokenizer = load_tokenizer(path)
-            probabilities = predict_proba(model, ids, tokenizer.pad_token_id, cfg.batch_size)
-            predictions = probabilities.argmax(axis=1)
-            report = classification_report(labels, predictions, label_names)
-            results[variant] = report
-            confusion_rows = pd.DataFrame({"actual": [label_names[i] for i in labels],
-                                           "predicted": [label_names[i] for i in predictions]})
-            write_rows_csv(f"{REPORTS}/confusion_{variant}.csv", confusion_rows.to_dict("records"))
-            tracker.log_metrics({f"{variant}/{k}": v for k, v in report.items() if isinstance(v, float)})
-        metrics = {variant: {k: v for k, v in r.items() if k != "confusion_matrix"} for variant, r in results.items()}
-        if cfg.split == "test":  # the linear reference, scored by the baseline stage on the same split
-            metrics["tfidf-baseline"] = read_json("reports/baseline/metrics.json")["test"]
+            probabilities[variant] = predict_proba(model, ids, tokenizer.pad_token_id, cfg.batch_size)
+        probabilities = {v: probabilities[v] for v in (*VARIANTS, BASELINE)}  # table order: baseline last
+
+        results = evaluation.score(labels, probabilities, label_names, cfg.ece_bins)
+        metrics = evaluation.metrics_json(results, read_json("reports/pretrain/metrics.json"), cfg.best_metric)
+        evaluation.write_reports(REPORTS, labels, frame["text"].tolist(), label_names, probabilities, results,
+                                 cfg.ece_bins)
         write_json(f"{REPORTS}/metrics.json", metrics)
-        write_json(f"{REPORTS}/confusion_matrices.json",
-                   {"labels": label_names, **{v: r["confusion_matrix"] for v, r in results.items()}})
-        for variant, r in metrics.items():
-            print(f"{variant:>16}: accuracy={r['accuracy']:.4f} f1_macro={r['f1_macro']:.4f}")
+        best = evaluation.best_variant(results, cfg.best_metric)
+        fractions, seconds = evaluation.training_reports(TRAINING_STAGES)
+        write_text(SUMMARY, render_summary(results, metrics, best, cfg.best_metric, fractions, seconds, cfg.split,
+                                           label_names))
+        for variant, r in results.items():
+            log.info("%16s: accuracy=%.4f f1_macro=%.4f roc_auc=%s ece=%.4f", variant, r["accuracy"],
+                     r["f1_macro"], f"{r['roc_auc']:.4f}" if "roc_auc" in r else "n/a", r["ece"])
+
+        # MLflow: the whole comparison in this one run
+        tracker.log_metrics(evaluation.flatten(metrics) | {
+            f"{stage}/train_seconds": s for stage, s in seconds.items() if s is not None})
+        tracker.set_tags({"best_variant": best})
+        tracker.log_artifact(SUMMARY)
+        for name in ("metrics.json", "confusion_matrices.json", "curves"):
+            tracker.log_artifact(f"{REPORTS}/{name}", "evaluate" if name != "curves" else "evaluate/curves")
+        if tracker.active:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:  # figures exist for the MLflow UI only: a plotting failure must not fail the stage
+                    figures = render_figures(tmp, labels, probabilities, label_names)
+                except Exception as e:  # noqa: BLE001
+                    log.warning("MLflow figures skipped: %s: %s", type(e).__name__, e)
+                    figures = []
+                for figure in figures:
+                    tracker.log_artifact(figure, "plots")
+        if cfg.log_model:
+            if tracker.run_id is None:
+                log.warning("evaluate.log_model is set but MLflow tracking is off or failed: nothing registered")
+            else:
+                tracker.flush()
+                r = results[best]
+                try_log_classifier(f"models/{best}", tracker.run_id, tracking_uri(), cfg.registered_model_name,
+                                   cfg.model_alias, description=f"lmpipe `{best}`: {cfg.split} accuracy "
+                                   f"{r['accuracy']:.4f}, macro F1 {r['f1_macro']:.4f}")
+
+
+def _baseline(seed: int, frame: pd.DataFrame, label_names: list[str], split: str) -> np.ndarray:
+    model = tfidf_logistic_regression(pd.read_parquet("data/raw/train.parquet"), seed=seed)
+    probabilities = baseline_proba(model, frame["text"].tolist(), len(label_names))
+    reported = read_json("reports/baseline/metrics.json")[split]["accuracy"]
+    refit = float((probabilities.argmax(axis=1) == frame["label"].to_numpy()).mean())
+    if abs(refit - reported) > 1e-9:
+        raise RuntimeError(f"reports/baseline/metrics.json: {split} accuracy {reported} but the refit baseline "
+                           f"scores {refit}; stages/baseline.py and stages/evaluate.py must fit it the same way")
+    return probabilities
 
 
 if __name__ == "__main__":

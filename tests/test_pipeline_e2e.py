@@ -6,6 +6,7 @@ each other's state); `--dist loadgroup` keeps them on one pytest-xdist worker.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -20,7 +21,9 @@ import yaml
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune", "evaluate"]
+EVALUATED = ["finetune", "freeze-finetune", "finetune-scratch", "tfidf-baseline"]
+STAGES = ["download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune", "finetune-scratch",
+          "evaluate"]
 TINY = {
     "data": {"builtin": {"corpus_documents": 400, "train_size": 96, "validation_size": 32, "test_size": 48}},
     "tokenizer": {"vocab_size": 400, "max_length": 64},
@@ -28,6 +31,7 @@ TINY = {
     "pretrain": {"train": {"batch_size": 16, "steps": 6, "eval_every": 3, "checkpoint_every": 2, "log_every": 2}},
     "finetune": {"train": {"batch_size": 16, "epochs": 1, "log_every": 2}},
     "freeze_finetune": {"train": {"batch_size": 16, "epochs": 1, "log_every": 2}},
+    "finetune_scratch": {"train": {"batch_size": 16, "epochs": 1, "log_every": 2}},
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
@@ -73,7 +77,9 @@ def repo(tmp_path_factory) -> Path:
                              text=True, check=True).stdout.split()
     for name in tracked:
         source = ROOT / name
-        if source.is_file() and not name.startswith(("tests/", "bench/", "reports/", "dvc.lock")):
+        # DVC outputs left untracked in the working tree by a stage run by hand are not source: skip them
+        if source.is_file() and not name.startswith(("tests/", "bench/", "reports/", "dvc.lock", "data/raw/",
+                                                     "data/tokenized/", "data/tokenizer/", "models/")):
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
     _set_params(repo, TINY)
@@ -96,7 +102,7 @@ def test_every_stage_writes_its_outputs(repo):
     pretrain = json.loads((repo / "reports/pretrain/metrics.json").read_text())
     assert pretrain["steps"] == 6 and pretrain["heldout_perplexity"] > 1
 
-    for variant in ("finetune", "freeze-finetune"):
+    for variant in ("finetune", "freeze-finetune", "finetune-scratch"):
         model = AutoModelForSequenceClassification.from_pretrained(repo / "models" / variant)
         assert model.config.id2label == {0: "negative", 1: "positive"}
         metrics = json.loads((repo / f"reports/{variant}/metrics.json").read_text())
@@ -106,15 +112,38 @@ def test_every_stage_writes_its_outputs(repo):
     assert frozen["trainable_fraction"] < 0.2
 
     evaluation = json.loads((repo / "reports/evaluate/metrics.json").read_text())
-    assert 0 <= evaluation["tfidf-baseline"]["accuracy"] <= 1
-    for variant in ("finetune", "freeze-finetune"):
-        assert set(evaluation[variant]) >= {"accuracy", "precision_macro", "recall_macro", "f1_macro", "per_class"}
+    baseline = json.loads((repo / "reports/baseline/metrics.json").read_text())["test"]
+    assert evaluation["tfidf-baseline"]["accuracy"] == baseline["accuracy"]  # the refit is the same model
+    assert evaluation["pretrained_encoder"]["heldout_perplexity"] == pretrain["heldout_perplexity"]
+    for variant in EVALUATED:
+        assert set(evaluation[variant]) >= {"accuracy", "precision_macro", "recall_macro", "f1_macro", "per_class",
+                                            "roc_auc", "pr_auc", "ece", "log_loss"}
         rows = (repo / f"reports/evaluate/confusion_{variant}.csv").read_text().splitlines()
         assert rows[0] == "actual,predicted" and len(rows) == 1 + 48
+        for curve, header in [("roc", "fpr,tpr"), ("pr", "recall,precision"),
+                              ("calibration", "confidence,accuracy,examples")]:
+            lines = (repo / f"reports/evaluate/curves/{curve}_{variant}.csv").read_text().splitlines()
+            assert lines[0] == header and len(lines) >= 2
+    gain = evaluation["comparison"]["pretraining_gain"]["accuracy"]
+    assert gain == pytest.approx(evaluation["finetune"]["accuracy"] - evaluation["finetune-scratch"]["accuracy"])
 
-    # data and models are DVC outputs, git-ignored; metrics are small and stay in git
+    with open(repo / "reports/evaluate/predictions.csv", newline="") as f:
+        predictions = list(csv.DictReader(f))
+    assert len(predictions) == len(EVALUATED) * 48 and {r["variant"] for r in predictions} == set(EVALUATED)
+    assert all(abs(float(r["p_negative"]) + float(r["p_positive"]) - 1) < 1e-4 for r in predictions)
+
+    summary = (repo / "reports/summary.md").read_text()
+    for variant in EVALUATED:
+        assert f"| {variant} |" in summary or f"| **{variant}** (best f1_macro) |" in summary
+    assert f"finetune − finetune-scratch | {gain:+.4f} |" in summary
+    assert f"perplexity **{pretrain['heldout_perplexity']:.2f}**" in summary
+    frozen_seconds = json.loads((repo / "reports/freeze-finetune/telemetry.json").read_text())["train_seconds"]
+    assert f"| freeze-finetune | {frozen_seconds:.1f} s | {frozen_seconds:.1f} |" in summary
+
+    # data, models and the predictions file are DVC outputs, git-ignored; metrics are small and stay in git
     ignored = (repo / "data/.gitignore").read_text() + (repo / "models/.gitignore").read_text()
     assert "/raw" in ignored and "/pretrained" in ignored
+    assert "/predictions.csv" in (repo / "reports/evaluate/.gitignore").read_text()
 
 
 def test_mlflow_has_a_run_per_stage(repo):
@@ -123,6 +152,16 @@ def test_mlflow_has_a_run_per_stage(repo):
         steps = db.execute("select count(*) from metrics where key = 'train/loss'").fetchone()[0]
     assert set(STAGES) <= stages
     assert steps >= 3
+    # the evaluate run holds the whole comparison: every variant's metrics, summary.md and the plots
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        (run,) = db.execute("select run_uuid from tags where key = 'stage' and value = 'evaluate'").fetchone()
+        keys = {row[0] for row in db.execute("select key from metrics where run_uuid = ?", (run,))}
+    assert {f"{v}/{m}" for v in EVALUATED for m in ("accuracy", "roc_auc", "ece")} <= keys
+    assert {"comparison/pretraining_gain/accuracy", "pretrained_encoder/heldout_perplexity"} <= keys
+    artifacts = repo / "mlartifacts" / run / "artifacts"
+    assert {"summary.md", "plots/roc.png", "plots/pr.png", "evaluate/metrics.json", "evaluate/curves/roc_finetune.csv",
+            "plots/confusion_finetune-scratch.png"} <= {p.relative_to(artifacts).as_posix()
+                                                       for p in artifacts.rglob("*") if p.is_file()}
 
 
 def test_second_repro_runs_nothing(repo):
@@ -140,6 +179,13 @@ def test_forced_rerun_reproduces_metrics_exactly(repo):
     assert _run(repo, "dvc", "metrics", "diff", "HEAD").strip() == ""
     assert _ran(_run(repo, "dvc", "repro")) == set()  # identical outputs: nothing downstream is stale
 
+    # evaluate again: the same metrics; summary.md differs at most in the training times (finetune reran)
+    summary = (repo / "reports/summary.md").read_text()
+    _run(repo, "dvc", "repro", "--force", "--single-item", "evaluate")
+    assert _run(repo, "dvc", "metrics", "diff", "HEAD").strip() == ""
+    section = "## Training time per stage"
+    assert (repo / "reports/summary.md").read_text().split(section)[0] == summary.split(section)[0]
+
 
 def test_plots_render(repo, tmp_path):
     _run(repo, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
@@ -149,11 +195,20 @@ def test_plots_render(repo, tmp_path):
         (title,) = plot
         assert title in html
     assert '"actual": "negative"' in html  # the confusion data itself is embedded
+    # every variant's ROC, PR and reliability data, and every training stage's curves (DVC names each
+    # line by the shortest unique end of its file's path)
+    for variant in EVALUATED:
+        for curve in ("roc", "pr", "calibration"):
+            assert f'{curve}_{variant}.csv"' in html
+    assert '"fpr": ' in html and '"precision": ' in html and '"confidence": ' in html
+    for stage in ("pretrain", "finetune", "freeze-finetune", "finetune-scratch"):
+        assert f'{stage}/train_curve.csv"' in html
+        assert stage == "pretrain" or f'{stage}/eval_curve.csv"' in html
 
 
 def test_lr_change_reruns_only_finetuning_and_evaluate(repo):
     _set_params(repo, {"lr": 7e-4})  # differs from params.yaml
-    assert _ran(_run(repo, "dvc", "repro")) == {"finetune", "freeze-finetune", "evaluate"}
+    assert _ran(_run(repo, "dvc", "repro")) == {"finetune", "freeze-finetune", "finetune-scratch", "evaluate"}
 
 
 def test_vocab_change_reruns_tokenize_and_after(repo):
@@ -165,7 +220,7 @@ def test_source_change_reruns_the_stages_that_import_it(repo):
     with open(repo / "src/lmpipe/finetuning.py", "a") as f:
         f.write("\n# a comment changes the file's hash\n")
     ran = _ran(_run(repo, "dvc", "repro"))
-    assert {"finetune", "freeze-finetune"} <= ran
+    assert {"finetune", "freeze-finetune", "finetune-scratch"} <= ran
     assert not ran & {"download", "tokenize", "pretrain-mlm"}
 
 
@@ -173,9 +228,26 @@ def test_exp_run_with_lr_as_written(repo):
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "after reruns")
     output = _run(repo, "dvc", "exp", "run", "-S", "lr=2e-5")
-    assert _ran(output) == {"finetune", "freeze-finetune", "evaluate"}
+    assert _ran(output) == {"finetune", "freeze-finetune", "finetune-scratch", "evaluate"}
     assert "2e-05" in (repo / "params.yaml").read_text()
     shown = json.loads(_run(repo, "dvc", "exp", "show", "--json", "--no-pager"))
     text = json.dumps(shown)
     assert '"lr": 2e-05' in text or '"lr": "2e-05"' in text
     assert "accuracy" in text
+
+
+def test_log_model_registers_the_best_classifier(repo):
+    """evaluate.log_model: the best variant lands in the MLflow registry under the alias (only evaluate reruns)."""
+    _set_params(repo, {"evaluate": {"log_model": True, "registered_model_name": "e2e-classifier",
+                                    "model_alias": "candidate"}})
+    assert _ran(_run(repo, "dvc", "repro")) == {"evaluate"}
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("e2e-classifier", "candidate")
+    assert str(version.version) == "1"
+    run = client.get_run(version.run_id)
+    assert run.data.tags["stage"] == "evaluate"
+    evaluation = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    best = max(EVALUATED[:3], key=lambda v: evaluation[v]["f1_macro"])
+    assert run.data.tags["best_variant"] == best and f"`{best}`" in version.description

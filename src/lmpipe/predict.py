@@ -1,0 +1,172 @@
+"""lmpipe-predict: labels and class probabilities from a text-classification model directory.
+
+Works on any classifier the pipeline wrote (models/finetune, models/freeze-finetune, models/finetune-scratch)
+and on any Hugging Face text-classification directory (config.json, weights, tokenizer files).
+
+    lmpipe-predict models/finetune "a superb film" "not good at all"
+    lmpipe-predict models/finetune --file reviews.csv --text-column review -o predictions.jsonl
+    cat reviews.txt | lmpipe-predict models/finetune --format jsonl
+
+Texts come from arguments, from --file (.txt: one text per non-empty line; .csv/.tsv/.jsonl/.json/.parquet:
+the --text-column) or, with neither, from stdin (one text per non-empty line). Out come, per text in input
+order, the label, its probability and every class's probability (`p_<label>`), as CSV or JSONL, on stdout or
+in --output (written atomically). Batched; a progress bar on stderr when there is more than one batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+import numpy as np
+
+FORMATS = ("csv", "jsonl")
+
+
+class PredictError(ValueError):
+    """Bad input to lmpipe-predict: the message names the model directory, file or row."""
+
+
+def read_texts(texts: Sequence[str], file: str | None, text_column: str, stdin: TextIO | None) -> list[str]:
+    """The texts to classify, from exactly one of: arguments, a file, stdin."""
+    if texts and file:
+        raise PredictError("give texts as arguments or with --file, not both")
+    if file and file != "-":
+        from .data.sources import DataError, read_table
+
+        try:
+            return read_table(file, text_column)["text"].tolist()
+        except DataError as e:
+            raise PredictError(str(e)) from None
+    if texts:
+        empty = [i for i, text in enumerate(texts, 1) if not text.strip()]
+        if empty:
+            raise PredictError(f"argument {empty[0]}: empty text")
+        return list(texts)
+    if stdin is None or (file != "-" and stdin.isatty()):
+        raise PredictError("no texts: give them as arguments, with --file, or on stdin")
+    lines = [line.rstrip("\r\n") for line in stdin]
+    texts = [line for line in lines if line.strip()]  # as for .txt files: one text per non-empty line
+    if not texts:
+        raise PredictError("stdin: no non-empty lines")
+    return texts
+
+
+def check_model_dir(path: str | Path):
+    """The model's config, or an error that says what is wrong with the directory (before loading weights)."""
+    from transformers import AutoConfig
+
+    path = Path(path)
+    if not path.is_dir():
+        raise PredictError(f"{path}: model directory not found")
+    if not (path / "config.json").is_file():
+        raise PredictError(f"{path}: no config.json, not a Hugging Face model directory")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - transformers raises several types for a bad config
+        raise PredictError(f"{path}/config.json: cannot be read ({type(e).__name__}: {e})") from None
+    architectures = config.architectures or []
+    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise PredictError(f"{path}: a {', '.join(architectures)}, not a text classifier "
+                           "(a *ForSequenceClassification model, e.g. models/finetune)")
+    return config
+
+
+def predict(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None,
+            precision: str = "auto", device: str | None = None, progress: bool = False
+            ) -> tuple[list[str], np.ndarray]:
+    """(label names by id, probabilities N x num_labels) for `texts`, in their order."""
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .inference import predict_proba
+    from .tokenization import encode_texts
+
+    transformers.utils.logging.disable_progress_bar()  # ours is the one progress bar on stderr
+    transformers.utils.logging.set_verbosity_error()
+    config = check_model_dir(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    except Exception as e:  # noqa: BLE001
+        raise PredictError(f"{model_dir}: no usable tokenizer ({type(e).__name__}: {e})") from None
+    limits = [n for n in (max_length, getattr(config, "max_position_embeddings", None),
+                          tokenizer.model_max_length) if n and n < 1_000_000]  # HF uses 1e30 for "no limit"
+    ids = [np.asarray(x, dtype=np.int64) for x in encode_texts(tokenizer, texts, min(limits) if limits else None)]
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out by attention anyway
+    probabilities = predict_proba(model, ids, pad, batch_size, precision=precision,
+                                  device=torch.device(device) if device else None, progress=progress)
+    names = [str(config.id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
+    return names, probabilities
+
+
+def format_rows(texts: Sequence[str], names: list[str], probabilities: np.ndarray, fmt: str) -> str:
+    """CSV (text, label, score, p_<label>...) or JSONL ({text, label, score, probabilities: {label: p}})."""
+    predicted = probabilities.argmax(axis=1)
+    out = io.StringIO()
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["text", "label", "score", *[f"p_{name}" for name in names]])
+        for text, row, best in zip(texts, probabilities, predicted):
+            writer.writerow([text, names[best], f"{row[best]:.6f}", *[f"{p:.6f}" for p in row]])
+    else:
+        for text, row, best in zip(texts, probabilities, predicted):
+            out.write(json.dumps({"text": text, "label": names[best], "score": round(float(row[best]), 6),
+                                  "probabilities": {n: round(float(p), 6) for n, p in zip(names, row)}},
+                                 ensure_ascii=False) + "\n")
+    return out.getvalue()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="lmpipe-predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="a Hugging Face text-classification directory, e.g. models/finetune")
+    parser.add_argument("texts", nargs="*", help="texts to classify (else --file, else stdin)")
+    parser.add_argument("-f", "--file", help="a .txt/.csv/.tsv/.jsonl/.json/.parquet file of texts; '-' is stdin")
+    parser.add_argument("--text-column", default="text", help="the column of texts in --file (default: text)")
+    parser.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
+    parser.add_argument("--format", choices=FORMATS,
+                        help="csv or jsonl (default: from --output's extension, else csv)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="truncate to this many tokens (default: the model's maximum)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
+    if args.max_length is not None and args.max_length < 2:
+        parser.error("--max-length must be >= 2")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    fmt = args.format or ("jsonl" if args.output and Path(args.output).suffix.lower() in (".jsonl", ".json")
+                          else "csv")
+    try:
+        texts = read_texts(args.texts, args.file, args.text_column, sys.stdin)
+        names, probabilities = predict(args.model_dir, texts, args.batch_size, args.max_length, args.precision,
+                                       args.device, progress=not args.no_progress and len(texts) > args.batch_size)
+    except PredictError as e:
+        print(f"lmpipe-predict: error: {e}", file=sys.stderr)
+        return 2
+    text = format_rows(texts, names, probabilities, fmt)
+    if args.output:
+        from .io import write_text
+
+        write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

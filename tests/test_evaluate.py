@@ -1,0 +1,177 @@
+"""The evaluate stage's parts: the comparison, the report files, summary.md, and registering the best
+classifier in a real MLflow store (sqlite in a temp dir)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from lmpipe import evaluation
+from lmpipe.evaluation import BASELINE
+from lmpipe.registry import log_classifier, pip_requirements, try_log_classifier
+from lmpipe.report import render_summary
+from lmpipe.tracking import TrackingWarning
+from test_predict import LABELS, _config, _tokenizer
+
+NAMES = ["negative", "positive"]
+
+
+def _variants(n: int = 60) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Labels and four variants of decreasing quality (the baseline between the best and the rest)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, n)
+    out = {}
+    for variant, signal in [("finetune", 2.0), ("freeze-finetune", 0.5), ("finetune-scratch", 0.2), (BASELINE, 1.0)]:
+        p = 1 / (1 + np.exp(-(signal * (2 * labels - 1) + rng.normal(size=n))))
+        out[variant] = np.stack([1 - p, p], axis=1).astype(np.float32)
+    return labels, out
+
+
+def test_comparison_is_the_difference_of_the_variants():
+    labels, probs = _variants()
+    results = evaluation.score(labels, probs, NAMES, ece_bins=10)
+    metrics = evaluation.metrics_json(results, {"heldout_perplexity": 123.4, "steps": 6}, "f1_macro")
+    comparison = metrics["comparison"]
+    for metric in ("accuracy", "f1_macro", "roc_auc", "pr_auc", "ece"):
+        assert comparison["pretraining_gain"][metric] == pytest.approx(
+            results["finetune"][metric] - results["finetune-scratch"][metric])
+        assert comparison["full_minus_frozen"][metric] == pytest.approx(
+            results["finetune"][metric] - results["freeze-finetune"][metric])
+        assert comparison["best_minus_baseline"][metric] == pytest.approx(
+            results["finetune"][metric] - results[BASELINE][metric])
+    assert comparison["pretraining_gain"]["accuracy"] > 0  # the strongest signal wins
+    assert metrics["pretrained_encoder"] == {"heldout_perplexity": 123.4}
+    assert "confusion_matrix" not in metrics["finetune"] and "per_class" in metrics["finetune"]
+    json.dumps(metrics)  # plain JSON numbers only
+
+
+def test_the_baseline_is_never_the_best_classifier():
+    results = {"finetune": {"f1_macro": 0.6}, "freeze-finetune": {"f1_macro": 0.7}, BASELINE: {"f1_macro": 0.9}}
+    assert evaluation.best_variant(results, "f1_macro") == "freeze-finetune"
+
+
+def test_reports_hold_every_variant_and_example(tmp_path):
+    labels, probs = _variants(40)
+    texts = [f"review number {i}, with a comma" for i in range(40)]
+    results = evaluation.score(labels, probs, NAMES, ece_bins=10)
+    evaluation.write_reports(str(tmp_path), labels, texts, NAMES, probs, results, ece_bins=10)
+
+    with open(tmp_path / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 40
+    assert list(rows[0]) == ["example", "variant", "label", "predicted", "p_negative", "p_positive", "text"]
+    for variant, p in probs.items():
+        mine = [r for r in rows if r["variant"] == variant]
+        assert [r["text"] for r in mine] == texts
+        np.testing.assert_allclose([[float(r["p_negative"]), float(r["p_positive"])] for r in mine], p, atol=1e-6)
+        assert [r["label"] for r in mine] == [NAMES[i] for i in labels]
+        assert [r["predicted"] for r in mine] == [NAMES[i] for i in p.argmax(axis=1)]
+
+        roc = list(csv.DictReader(open(tmp_path / "curves" / f"roc_{variant}.csv")))
+        assert (roc[0]["fpr"], roc[-1]["tpr"]) == ("0.0", "1.0")
+        assert list(csv.DictReader(open(tmp_path / "curves" / f"pr_{variant}.csv")))[0].keys() == {"recall", "precision"}
+        calibration = list(csv.DictReader(open(tmp_path / "curves" / f"calibration_{variant}.csv")))
+        assert sum(int(r["examples"]) for r in calibration) == 40
+        confusion = (tmp_path / f"confusion_{variant}.csv").read_text().splitlines()
+        assert confusion[0] == "actual,predicted" and len(confusion) == 41
+    matrices = json.loads((tmp_path / "confusion_matrices.json").read_text())
+    assert matrices["labels"] == NAMES and np.sum(matrices["finetune"]) == 40
+
+
+def test_a_single_class_split_still_writes_every_curve_file(tmp_path):
+    labels = np.zeros(5, dtype=int)
+    probs = {"finetune": np.tile(np.float32([0.7, 0.3]), (5, 1))}
+    results = evaluation.score(labels, probs, NAMES, ece_bins=10)
+    evaluation.write_reports(str(tmp_path), labels, ["t"] * 5, NAMES, probs, results, ece_bins=10)
+    assert (tmp_path / "curves" / "roc_finetune.csv").read_text().strip() == "fpr,tpr"  # DVC needs the out
+
+
+def test_summary_answers_was_it_worth_it():
+    labels, probs = _variants()
+    results = evaluation.score(labels, probs, NAMES, ece_bins=10)
+    metrics = evaluation.metrics_json(results, {"heldout_perplexity": 87.65, "heldout_loss": 4.47}, "accuracy")
+    fractions = {"finetune": 1.0, "freeze-finetune": 0.0123, "finetune-scratch": 1.0, "pretrain-mlm": None}
+    seconds = {"pretrain-mlm": 361.0, "finetune": 65.5, "freeze-finetune": None, "finetune-scratch": 40.2}
+    text = render_summary(results, metrics, "finetune", "accuracy", fractions, seconds, "test", NAMES)
+
+    for variant in probs:
+        assert f"| {variant} |" in text or f"| **{variant}** (best accuracy) |" in text
+    gain = metrics["comparison"]["pretraining_gain"]["accuracy"]
+    assert f"| pretraining gain: finetune − finetune-scratch | {gain:+.4f} |" in text
+    assert "| 1.2% |" in text  # the frozen encoder's trainable fraction
+    assert "perplexity **87.65**" in text
+    assert "| pretrain-mlm | 6m 01s | 361.0 |" in text
+    assert "| freeze-finetune | not recorded | – |" in text
+    assert "| total | 7m 47s | 466.7 |" in text
+    assert "test** split (60 examples" in text
+
+
+def test_missing_inputs_are_named_with_the_stage_that_writes_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("here.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"models/finetune/config.json \(written by finetune\)"):
+        evaluation.require_files({"here.json": "x", "models/finetune/config.json": "finetune"})
+
+
+def test_split_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="data/raw/test.parquet: labels differ"):
+        evaluation.check_split("data/raw/test.parquet", np.array([0, 1]), np.array([1, 0]))
+
+
+# ------------------------------------------------------------------------------------------- MLflow model
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch) -> tuple[str, str]:
+    """A real sqlite MLflow store in tmp_path and an open run in it (as the Tracker makes)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("lmpipe", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    return uri, client.create_run(experiment, run_name="evaluate").info.run_id
+
+
+def test_best_classifier_is_registered_with_an_alias(store, tmp_path):
+    uri, run_id = store
+    torch.manual_seed(0)
+    tokenizer = _tokenizer()
+    model_dir = tmp_path / "models" / "finetune"
+    BertForSequenceClassification(_config(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+    assert log_classifier(model_dir, run_id, uri, "lmpipe-test", "champion", description="test run") == "1"
+    client = mlflow.MlflowClient(uri)
+    version = client.get_model_version_by_alias("lmpipe-test", "champion")
+    assert str(version.version) == "1" and version.run_id == run_id and version.description == "test run"
+
+    local = Path(mlflow.artifacts.download_artifacts("models:/lmpipe-test@champion", tracking_uri=uri))
+    requirements = (local / "requirements.txt").read_text()
+    assert "torch==" in requirements and "transformers==" in requirements and "torchvision" not in requirements
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model("models:/lmpipe-test@champion")
+    predictions = loaded.predict(["a superb film", "awful"])
+    assert set(predictions["label"]) <= set(LABELS.values()) and len(predictions) == 2
+
+    # a later evaluation registers a new version and moves the alias to it
+    assert log_classifier(model_dir, run_id, uri, "lmpipe-test", "champion") == "2"
+    assert str(client.get_model_version_by_alias("lmpipe-test", "champion").version) == "2"
+
+
+def test_registry_failure_is_a_warning_not_a_crash(store, tmp_path):
+    uri, run_id = store
+    with pytest.warns(TrackingWarning, match="no config.json"):
+        assert try_log_classifier(tmp_path / "nothing", run_id, uri, "lmpipe-test", "champion") is None
+
+
+def test_pip_requirements_are_pinned_without_local_build_tags():
+    pins = pip_requirements()
+    assert [p.split("==")[0] for p in pins] == ["torch", "transformers", "tokenizers", "safetensors"]
+    assert all("==" in p and "+" not in p for p in pins)
