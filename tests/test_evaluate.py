@@ -175,3 +175,19 @@ def test_pip_requirements_are_pinned_without_local_build_tags():
     pins = pip_requirements()
     assert [p.split("==")[0] for p in pins] == ["torch", "transformers", "tokenizers", "safetensors"]
     assert all("==" in p and "+" not in p for p in pins)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("evaluate.model_alias", "latest", "evaluate.model_alias: must be letters"),
+    ("evaluate.model_alias", "v3", "evaluate.model_alias: must be letters"),
+    ("evaluate.model_alias", "a b", "evaluate.model_alias: must be letters"),
+    ("evaluate.registered_model_name", " ", "evaluate.registered_model_name: must not be empty"),
+    ("evaluate.ece_bins", 0, "evaluate.ece_bins: must be > 0"),
+])
+def test_bad_evaluate_params_fail_before_any_work(key, value, message):
+    from lmpipe.params import ParamsError, load_params
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_params(root / "params.yaml", {"evaluate.model_alias": "champion-2"}).evaluate.model_alias == "champion-2"
+    with pytest.raises(ParamsError, match=message):
+        load_params(root / "params.yaml", {key: value})
