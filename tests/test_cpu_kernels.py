@@ -31,7 +31,7 @@ def test_dropout_mask_has_the_requested_rate_and_keeps_the_expectation():
     assert torch.equal(dropout_keep_mask(x, 0.1), mask)  # the global generator makes it reproducible
 
 
-@pytest.mark.parametrize("architecture", ["bert", "roberta-prelayernorm"])
+@pytest.mark.parametrize("architecture", ["bert", "roberta-prelayernorm", "modernbert"])
 def test_fast_kernels_compute_the_same_function_with_padding(tokenizer, tmp_path, architecture):
     cfg = ModelParams(architecture=architecture, layers=2, hidden=32, heads=2, intermediate=64, max_position=32)
     save_model(build_masked_lm(cfg, tokenizer), tokenizer, tmp_path / "mlm")

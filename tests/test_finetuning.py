@@ -13,7 +13,7 @@ from lmpipe.engine.distributed import Dist
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import Classification
 from lmpipe.engine.optim import build_optimizer, param_groups
-from lmpipe.finetuning import (ADAPTER_DIR, GradualUnfreezing, apply_strategy, check_stage_setup, class_weights,
+from lmpipe.finetuning import (ADAPTER_DIR, GradualUnfreezing, apply_strategy, layer_index, check_stage_setup, class_weights,
                                encode_for_model, encode_split, is_head, layer_lr_scale, load_lora_classifier, make_objective,
                                save_finetuned, trainable_counts, unfreeze_period_steps)
 from lmpipe.modeling import count_parameters, load_classifier
@@ -46,9 +46,22 @@ def prelayernorm_dir(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module", params=["bert", "roberta-prelayernorm"])
-def encoder_dir(request, mlm_dir, prelayernorm_dir):
-    return mlm_dir if request.param == "bert" else prelayernorm_dir
+@pytest.fixture(scope="module")
+def modernbert_dir(tmp_path_factory):
+    from transformers import ModernBertConfig, ModernBertForMaskedLM
+
+    path = tmp_path_factory.mktemp("modernbert")
+    torch.manual_seed(0)
+    config = ModernBertConfig(max_position_embeddings=32, pad_token_id=0, bos_token_id=2, cls_token_id=2,
+                              eos_token_id=3, sep_token_id=3, layer_types=["full_attention"] * 3,
+                              classifier_pooling="mean", **_tiny())
+    ModernBertForMaskedLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module", params=["bert", "roberta-prelayernorm", "modernbert"])
+def encoder_dir(request, mlm_dir, prelayernorm_dir, modernbert_dir):
+    return {"bert": mlm_dir, "roberta-prelayernorm": prelayernorm_dir, "modernbert": modernbert_dir}[request.param]
 
 
 def _grads(model, num_labels: int = 2) -> dict[str, bool]:
@@ -89,18 +102,23 @@ def _snapshot(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-LAYER = {"bert": "bert.encoder.layer.", "roberta-prelayernorm": "roberta_prelayernorm.encoder.layer."}
+LAYER = {"bert": "bert.encoder.layer.", "roberta-prelayernorm": "roberta_prelayernorm.encoder.layer.",
+         "modernbert": "model.layers."}
+CLASSIFIER = {"bert": "classifier.weight", "roberta-prelayernorm": "classifier.out_proj.weight",
+              "modernbert": "classifier.weight"}
 
 
 def _arch(path) -> str:
-    return "bert" if path.name.startswith("mlm") else "roberta-prelayernorm"
+    return next(a for a in ("modernbert", "roberta-prelayernorm") if path.name.startswith(a)) \
+        if not path.name.startswith("mlm") else "bert"
 
 
 @pytest.mark.parametrize("strategy, frozen", [
     ("full", lambda n: False),
     ("frozen_encoder", lambda n: not is_head(n)),
     ("freeze_embeddings", lambda n: ".embeddings." in n),
-    ("freeze_bottom", lambda n: ".embeddings." in n or ".layer.0." in n or ".layer.1." in n),
+    ("freeze_bottom", lambda n: ".embeddings." in n or any(f".{x}.{i}." in n for x in ("layer", "layers")
+                                                           for i in (0, 1))),
 ])
 def test_strategy_trains_exactly_what_it_claims(encoder_dir, strategy, frozen):
     model = apply_strategy(load_classifier(encoder_dir, LABELS), FinetuneParams(strategy=strategy, freeze_layers=2))
@@ -111,7 +129,7 @@ def test_strategy_trains_exactly_what_it_claims(encoder_dir, strategy, frozen):
     trainable, total = count_parameters(model)
     assert trainable == sum(p.numel() for n, p in model.named_parameters() if not frozen(n))
     assert trainable_counts(model) == (trainable, total)
-    assert received["classifier.weight" if _arch(encoder_dir) == "bert" else "classifier.out_proj.weight"]
+    assert received[CLASSIFIER[_arch(encoder_dir)]]
     # Through the real engine (AdamW with weight decay): frozen weights are bit-identical, the rest moved.
     _train(_objective(model))
     for name, param in model.named_parameters():
@@ -147,8 +165,8 @@ def test_gradual_unfreezing_releases_one_group_from_the_top_per_period(encoder_d
     assert head_only and all(is_head(n) for n in head_only)
     assert trained_at(1) == head_only
     top = trained_at(2) - head_only
-    assert top and all(n.startswith(prefix + "2.") or ".layer." not in n and ".embeddings." not in n for n in top)
-    assert {n.split(".layer.")[1].split(".")[0] for n in trained_at(4) if ".layer." in n} == {"1", "2"}
+    assert top and all(n.startswith(prefix + "2.") or layer_index(n) is None and ".embeddings." not in n for n in top)
+    assert {layer_index(n) for n in trained_at(4)} - {None} == {1, 2}
     everything = trained_at(8)
     assert everything == set(_grads(model)) == {n for n, _ in model.named_parameters()}
     assert trained_at(100) == everything

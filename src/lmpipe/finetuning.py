@@ -31,9 +31,10 @@ from .params import FinetuneParams, LoraParams, ParamsError
 
 log = logging.getLogger(__name__)
 
-HEAD_PATTERN = re.compile(r"(^|\.)(pooler|classifier|score|pre_classifier)\.")
-HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "score")
-LAYER_PATTERN = re.compile(r"\.layer\.(\d+)\.")
+# ModernBERT's classifier puts a `head` (dense + norm, initialised from its MLM head) before `classifier`.
+HEAD_PATTERN = re.compile(r"(^|\.)(pooler|classifier|score|pre_classifier|head)\.")
+HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "score", "head")
+LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")  # BERT/RoBERTa: encoder.layer.N; ModernBERT: layers.N
 ADAPTER_DIR = "adapter"  # models/<stage>/adapter: the LoRA adapter with the head (peft format)
 PREPROCESSING_FILE = "lmpipe_preprocessing.json"  # how the model's inputs were encoded (for evaluation)
 
@@ -178,7 +179,7 @@ def layer_lr_scale(model: nn.Module, decay: float) -> Callable[[str], float] | N
 def default_lora_targets(model: nn.Module) -> list[str]:
     """The attention query and value projections, under the names the architecture uses."""
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    for pair in (["query", "value"], ["q_lin", "v_lin"], ["q_proj", "v_proj"]):
+    for pair in (["query", "value"], ["q_lin", "v_lin"], ["q_proj", "v_proj"], ["Wqkv"]):  # Wqkv: ModernBERT
         if set(pair) <= names:
             return pair
     raise ValueError(f"{type(model).__name__}: no known attention projections; set lora.target_modules")

@@ -14,6 +14,8 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    ModernBertConfig,
+    ModernBertForMaskedLM,
     RobertaPreLayerNormConfig,
     RobertaPreLayerNormForMaskedLM,
 )
@@ -25,12 +27,15 @@ log = logging.getLogger(__name__)
 
 
 MASKED_LM_CLASSES = {"bert": (BertConfig, BertForMaskedLM),
-                     "roberta-prelayernorm": (RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM)}
+                     "roberta-prelayernorm": (RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM),
+                     "modernbert": (ModernBertConfig, ModernBertForMaskedLM)}
 
 
 def encoder_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
     """The Hugging Face config of `cfg.architecture` with the sizes from params."""
     config_class, _ = MASKED_LM_CLASSES[cfg.architecture]
+    if cfg.architecture == "modernbert":
+        return _modernbert_config(cfg, tokenizer)
     max_positions = cfg.max_position
     if cfg.architecture != "bert":  # RoBERTa numbers positions from pad_token_id + 1
         max_positions += tokenizer.pad_token_id + 1
@@ -48,6 +53,32 @@ def encoder_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> Pret
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
         type_vocab_size=2 if cfg.architecture == "bert" else 1,
+    )
+
+
+def _modernbert_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> ModernBertConfig:
+    """ModernBERT (pre-LayerNorm, GeGLU, rotary positions) with global attention in every layer and a
+    classifier that mean-pools the token states: an MLM-only encoder has no trained [CLS] summary, so
+    pooling over tokens gives frozen and fully fine-tuned classifiers a usable sentence vector."""
+    return ModernBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        intermediate_size=cfg.intermediate,
+        max_position_embeddings=cfg.max_position,
+        layer_types=["full_attention"] * cfg.layers,
+        local_attention=cfg.max_position,
+        embedding_dropout=cfg.dropout,
+        mlp_dropout=cfg.dropout,
+        attention_dropout=cfg.attention_dropout,
+        initializer_range=cfg.init_std,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        classifier_pooling="mean",
     )
 
 

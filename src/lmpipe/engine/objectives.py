@@ -153,7 +153,7 @@ class MaskedLM(Objective):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         hidden = self.model.base_model(input_ids=batch["input_ids"]).last_hidden_state
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["positions"])
-        logits = _mlm_head(self.model)(selected).float()
+        logits = mlm_logits(self.model, selected).float()
         targets = batch["targets"]
         valid = targets != IGNORE
         return {
@@ -246,12 +246,15 @@ def pad_batch(ids: Sequence[np.ndarray], pad_token_id: int) -> dict[str, torch.T
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def _mlm_head(model: nn.Module) -> nn.Module:
-    """The masked-LM head (transform + vocabulary projection) of a Hugging Face *ForMaskedLM model."""
-    for name in ("cls", "lm_head"):  # BERT; RoBERTa and its pre-LayerNorm variant
-        if hasattr(model, name):
-            return getattr(model, name)
-    raise TypeError(f"{type(model).__name__} has no masked-LM head named cls or lm_head")
+def mlm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Vocabulary logits of a Hugging Face *ForMaskedLM model's head for the given final hidden states."""
+    if hasattr(model, "cls"):  # BERT
+        return model.cls(hidden)
+    if hasattr(model, "lm_head"):  # RoBERTa and its pre-LayerNorm variant
+        return model.lm_head(hidden)
+    if hasattr(model, "head") and hasattr(model, "decoder"):  # ModernBERT
+        return model.decoder(model.head(hidden))
+    raise TypeError(f"{type(model).__name__}: no masked-LM head (cls, lm_head or head + decoder)")
 
 
 def _mix(*values: int) -> int:
