@@ -17,7 +17,8 @@ One command, one run, side by side on the same data and the same model config:
    (`train_tokenizer`) and blocks of `tokenizer.max_length` (`pack_blocks`), as the `tokenize` stage builds them;
 2. this machine's matmul peak (bf16 and fp32, square `torch.matmul`), measured at the start and the end;
 3. the default pretraining model and batch (params.yaml) trained for `--warmup + --steps` optimizer steps by
-   our engine and by `transformers.Trainer` with `BertForMaskedLM` + `DataCollatorForLanguageModeling`, the same
+   our engine and by `transformers.Trainer` with the same `*ForMaskedLM` class (`model.architecture`: ModernBERT by
+   default, `BertForMaskedLM` with `--architecture bert`) + `DataCollatorForLanguageModeling`, the same
    initial weights (same seed), lr, warmup, linear decay, fused AdamW, weight decay, grad clipping and precision;
 4. steady-state tokens/s (the first `--warmup` steps are not timed), the ratio to the Trainer row of the same
    precision, model FLOP/s and the fraction of the measured peak, and both loss curves.
@@ -37,7 +38,7 @@ FLOPs ("useful" model FLOPs, the same count for every row; attention and matmuls
     embeddings), L layers, S sequence length, H hidden size. 6 = 2 (multiply-add) x 3 (forward + backward).
 
 The vocabulary projection is counted only at the masked positions, which is all that MLM needs: our MaskedLM
-objective computes it only there, `BertForMaskedLM` computes it at every position. The FLOPs the Trainer row
+objective computes it only there, the Hugging Face `*ForMaskedLM` classes compute it at every position. The FLOPs the Trainer row
 really executes (head at all T positions) are shown too, as "executed".
 """
 
@@ -72,6 +73,8 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "ours-bf16-sdpa": ("ours", "bf16", False),
 }
 QUICK_ROWS = ["ours-bf16", "trainer-bf16"]
+MASKED_LM_NAMES = {"modernbert": "ModernBertForMaskedLM", "bert": "BertForMaskedLM",
+                   "roberta-prelayernorm": "RobertaPreLayerNormForMaskedLM"}
 
 
 # --------------------------------------------------------------------------------------------- config + data
@@ -161,16 +164,17 @@ def matmul_peak(dtype_name: str, n: int, seconds: float) -> float:
 
 def flop_model(params, vocab: int, non_special_fraction: float) -> dict:
     import torch
-    from transformers import BertConfig, BertForMaskedLM
+
+    from lmpipe.modeling import MASKED_LM_CLASSES, encoder_config
 
     m = params.model
-    cfg = BertConfig(vocab_size=vocab, hidden_size=m.hidden, num_hidden_layers=m.layers, num_attention_heads=m.heads,
-                     intermediate_size=m.intermediate, max_position_embeddings=m.max_position)
+    tokenizer = type("Vocab", (), {"__len__": lambda self: vocab, "pad_token_id": 0, "cls_token_id": 2,
+                                   "sep_token_id": 3})()  # what encoder_config reads from a tokenizer
     with torch.device("meta"):
-        model = BertForMaskedLM(cfg)
+        model = MASKED_LM_CLASSES[m.architecture][1](encoder_config(m, tokenizer))
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
-    n_enc = count(model.bert.encoder)
-    n_head = count(model.cls.predictions.transform)
+    n_enc = count(model.base_model) - count(model.base_model.embeddings)  # layers (+ a final norm)
+    n_head = count(model) - count(model.base_model) - vocab  # the MLM head's transform (decoder tied; bias out)
     h, layers = m.hidden, m.layers
     s = params.tokenizer.max_length
     b = params.pretrain.train.batch_size
@@ -200,7 +204,8 @@ class Probe:
         self.torch = torch
         self.info: dict = {}
         self.decoder_rows: list[int] = []
-        layer = model.base_model.encoder.layer[0].attention.self.query
+        # the first Linear of the encoder (BERT: layer 0's query; ModernBERT: layer 0's fused Wqkv)
+        layer = next(m for m in model.base_model.modules() if isinstance(m, torch.nn.Linear))
         layer.register_forward_hook(self._linear)
         model.get_output_embeddings().register_forward_hook(self._decoder)
         model.base_model.register_forward_pre_hook(self._inputs, with_kwargs=True)
@@ -474,7 +479,7 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
     w("## Workload")
     w("")
     m, t = args.model_cfg, args.train_cfg
-    w(f"- config: {config_source}: BERT {m.layers} layers, hidden {m.hidden}, {m.heads} heads, intermediate "
+    w(f"- config: {config_source}: {m.architecture} {m.layers} layers, hidden {m.hidden}, {m.heads} heads, intermediate "
       f"{m.intermediate}, dropout {m.dropout:g} (attention {m.attention_dropout:g}); batch {t.batch_size} x seq "
       f"{args.seq}; lr {t.lr:g}. {flops['n_total'] / 1e6:.2f}M parameters: encoder {flops['n_encoder'] / 1e6:.3f}M, "
       f"vocab projection {flops['n_vocab_projection'] / 1e6:.3f}M (tied to the word embeddings)")
@@ -489,7 +494,7 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
       f"(betas {args.betas[0]:g}/{args.betas[1]:g}, weight decay {args.wd:g}, none on biases/LayerNorm), grad clip "
       f"{args.clip:g}, dropout on, "
       "no evaluation, no checkpoints, loss logged every step, batch built in the main process.")
-    w("- Trainer: `BertForMaskedLM` + `DataCollatorForLanguageModeling(mlm_probability=0.15)` (dataset items carry "
+    w(f"- Trainer: `{MASKED_LM_NAMES[m.architecture]}` + `DataCollatorForLanguageModeling(mlm_probability=0.15)` (dataset items carry "
       "`special_tokens_mask`), `TrainingArguments(use_cpu=True, bf16=..., optim='adamw_torch_fused', "
       "dataloader_num_workers=0, report_to='none', save_strategy='no', eval_strategy='no')`.")
     w("")
@@ -637,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default=None, help="params file (default: params.yaml at the repository root)")
     parser.add_argument("--params-rev", default=None,
                         help="read params.yaml at this git revision instead (e.g. HEAD: the committed default)")
+    parser.add_argument("--architecture", default=None, choices=sorted(MASKED_LM_NAMES),
+                        help="override model.architecture (the Trainer row uses the same class)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -660,6 +667,11 @@ def main(argv: list[str] | None = None) -> int:
     bench_start = time.perf_counter()
     command = "python -m bench.run" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     params, raw_params, config_source = load_config(args.params, args.params_rev)
+    if args.architecture:
+        from lmpipe.params import params_from_dict
+
+        raw_params.setdefault("model", {})["architecture"] = args.architecture
+        params, config_source = params_from_dict(raw_params), f"{config_source} with model.architecture={args.architecture}"
     tcfg = params.pretrain.train
     args.lr, args.warmup_frac, args.wd = tcfg.lr, tcfg.warmup, tcfg.weight_decay
     args.betas, args.clip = list(tcfg.betas), tcfg.max_grad_norm or 0.0
