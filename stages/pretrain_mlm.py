@@ -1,34 +1,59 @@
-"""pretrain-mlm: a BERT encoder from scratch with the masked-language-model objective."""
+"""pretrain-mlm: an encoder from scratch with the masked-language-model objective, or (pretrain.init_from)
+further MLM training of a given pretrained model on the corpus, with its own tokenizer."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from transformers import AutoTokenizer
 
 from lmpipe import runtime
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import MaskedLM
-from lmpipe.modeling import build_masked_lm, count_parameters, save_model
-from lmpipe.params import to_dict
-from lmpipe.tokenization import load_tokenizer, read_blocks
+from lmpipe.modeling import build_masked_lm, count_parameters, load_masked_lm, require_tracked, save_model
+from lmpipe.params import Params, to_dict
+from lmpipe.tokenization import load_tokenizer, pack_blocks, read_blocks, split_heldout
 from lmpipe.tracking import Tracker
 
 TOKENIZER, TOKENIZED, OUT, REPORTS = "data/tokenizer", "data/tokenized", "models/pretrained", "reports/pretrain"
+CORPUS = "data/raw/corpus.parquet"
+
+
+def model_and_data(params: Params):
+    """(model, tokenizer, training blocks, held-out blocks, the inputs the checkpoint fingerprint covers)."""
+    cfg = params.pretrain
+    if cfg.init_from is None:
+        tokenizer = load_tokenizer(TOKENIZER)
+        return (build_masked_lm(params.model, tokenizer), tokenizer, read_blocks(f"{TOKENIZED}/mlm_train.parquet"),
+                read_blocks(f"{TOKENIZED}/mlm_heldout.parquet"), [TOKENIZER, TOKENIZED])
+    # Within-task pretraining: the corpus encoded with the given model's tokenizer, the same held-out documents.
+    require_tracked(cfg.init_from, "pretrain.init_from")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.init_from, revision=cfg.init_revision)
+    model = load_masked_lm(cfg.init_from, cfg.init_revision)
+    corpus = pd.read_parquet(CORPUS)["text"].tolist()
+    train_docs, heldout_docs = split_heldout(corpus, params.tokenizer.heldout_fraction, params.seed)
+    length = min(params.tokenizer.max_length, model.config.max_position_embeddings)
+    return (model, tokenizer, pack_blocks(tokenizer, train_docs, length), pack_blocks(tokenizer, heldout_docs, length),
+            [CORPUS] + ([cfg.init_from] if Path(cfg.init_from).is_dir() else []))  # a hub id: its name is in params
 
 
 def main() -> None:
     params = runtime.start("pretrain-mlm")
     info = distributed.setup()
     cfg = params.pretrain
-    logged = {"seed": params.seed, "model": to_dict(params.model), "pretrain": to_dict(cfg)}
+    logged = {"seed": params.seed, "model": to_dict(params.model), "pretrain": to_dict(cfg),
+              "tokenizer": {k: getattr(params.tokenizer, k) for k in ("heldout_fraction", "max_length")}}
     with Tracker("pretrain-mlm", logged, experiment=params.tracking.experiment,
                  enabled=params.tracking.enabled and info.is_main) as tracker:
-        tokenizer = load_tokenizer(TOKENIZER)
-        model = build_masked_lm(params.model, tokenizer)
+        model, tokenizer, train_blocks, heldout_blocks, inputs = model_and_data(params)
         objective = MaskedLM(
-            model, read_blocks(f"{TOKENIZED}/mlm_train.parquet"), read_blocks(f"{TOKENIZED}/mlm_heldout.parquet"),
+            model, train_blocks, heldout_blocks,
             mask_rate=cfg.mask_rate, mask_token_fraction=cfg.mask_token_fraction,
             random_token_fraction=cfg.random_token_fraction, mask_token_id=tokenizer.mask_token_id,
             special_token_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer), eval_seed=params.seed)
-        fingerprint = checkpoint.fingerprint("pretrain-mlm", logged, [TOKENIZER, TOKENIZED])
+        fingerprint = checkpoint.fingerprint("pretrain-mlm", logged, inputs)
         result = train(objective, cfg.train, lr=cfg.train.lr, seed=params.seed, dist_info=info, tracker=tracker,
                        checkpoint_dir=runtime.checkpoint_dir("pretrain-mlm", fingerprint), desc="pretrain-mlm")
         if info.is_main:

@@ -37,7 +37,7 @@ WORDS = ("the a movie film plot acting was great dull superb not never boring bu
 
 
 def model_params(dropout: float = 0.0) -> ModelParams:
-    return ModelParams(layers=2, hidden=32, heads=2, intermediate=64, max_position=SEQ,
+    return ModelParams(architecture="bert", layers=2, hidden=32, heads=2, intermediate=64, max_position=SEQ,
                        dropout=dropout, attention_dropout=dropout)
 
 

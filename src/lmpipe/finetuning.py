@@ -26,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .engine.objectives import Classification
 from .io import atomic_path, read_json, write_json
-from .modeling import load_classifier
+from .modeling import TRACKED_MODEL_ROOT, load_classifier, require_tracked  # noqa: F401 (re-exported)
 from .params import FinetuneParams, LoraParams, ParamsError
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,6 @@ def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, mod
     return int(min(requested, limit if limit < 1e9 else math.inf, positions or math.inf))
 
 
-TRACKED_MODEL_ROOT = Path("data/external")  # a dependency of every fine-tuning stage in dvc.yaml
 
 
 def base_source(cfg: FinetuneParams, pretrained_dir: str | Path) -> tuple[str, bool]:
@@ -333,13 +332,9 @@ def check_stage_setup(cfg: FinetuneParams, section: str, world: int, repo: Path 
         raise ParamsError(f"{section}.strategy: gradual_unfreezing runs in one process only (DDP fixes the "
                           f"trained parameters when it wraps the model); run without torchrun, or pick another "
                           f"strategy")
-    local = Path(cfg.base_model).expanduser()
-    if cfg.base_model not in ("pretrained", "scratch") and local.is_dir():
-        root = (repo or Path.cwd()).resolve() / TRACKED_MODEL_ROOT
-        if not local.resolve().is_relative_to(root):
-            raise ParamsError(f"{section}.base_model: {cfg.base_model} is outside {TRACKED_MODEL_ROOT}/, so DVC would "
-                              f"not rerun the stage when it changes; copy (or symlink the files of) the model "
-                              f"directory under {TRACKED_MODEL_ROOT}/")
+    if cfg.base_model not in ("pretrained", "scratch"):
+        require_tracked(cfg.base_model, f"{section}.base_model", repo)
+
 
 
 def encode_split(tokenizer: PreTrainedTokenizerBase, path: str | Path, max_length: int,

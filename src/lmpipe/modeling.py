@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from .io import atomic_path
-from .params import ModelParams
+from .params import ModelParams, ParamsError
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,27 @@ def build_masked_lm(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> Pre
     """A randomly initialised encoder with its masked-LM head, using scaled-dot-product attention."""
     _, model_class = MASKED_LM_CLASSES[cfg.architecture]
     return model_class._from_config(encoder_config(cfg, tokenizer), attn_implementation="sdpa")
+
+
+TRACKED_MODEL_ROOT = Path("data/external")  # a dependency of the stages that read outside models
+
+
+def require_tracked(model: str, key: str, repo: Path | None = None) -> None:
+    """A local model directory must live under data/external/ (a DVC dependency); hub ids pass."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        root = (repo or Path.cwd()).resolve() / TRACKED_MODEL_ROOT
+        if not local.resolve().is_relative_to(root):
+            raise ParamsError(f"{key}: {model} is outside {TRACKED_MODEL_ROOT}/, so DVC would "
+                              f"not rerun the stage when it changes; copy (or symlink the files of) the model "
+                              f"directory under {TRACKED_MODEL_ROOT}/")
+
+
+def load_masked_lm(path: str, revision: str | None = None) -> PreTrainedModel:
+    """A pretrained masked LM (directory or hub id) to continue training; never runs remote code."""
+    from transformers import AutoModelForMaskedLM
+
+    return AutoModelForMaskedLM.from_pretrained(path, revision=revision, attn_implementation="sdpa")
 
 
 def load_classifier(path: str | Path, label_names: list[str], classifier_dropout: float | None = None,

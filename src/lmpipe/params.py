@@ -219,12 +219,21 @@ class TrainParams:
 
 @dataclass
 class PretrainParams:
+    # null: a new encoder from `model:` with this project's tokenizer. A Hugging Face masked-LM directory (under
+    # data/external/) or hub id: continue its MLM training on the corpus, encoded with its own tokenizer, before
+    # fine-tuning (Sun et al. 2019, within-task pretraining); `model:` and `tokenizer:` sizes then do not apply.
+    init_from: str | None = None
+    init_revision: str | None = None  # hub ids: the commit/tag to pin
     mask_rate: float = 0.15
     mask_token_fraction: float = 0.8  # of the selected tokens: replaced by [MASK]
     random_token_fraction: float = 0.1  # replaced by a random token; the rest are kept unchanged
     train: TrainParams = field(default_factory=lambda: TrainParams(batch_size=64, steps=600, lr=1e-3))
 
     def check(self, path: str) -> None:
+        if self.init_from is not None:
+            _check_base_model(self.init_from, f"{path}.init_from", "null")
+        elif self.init_revision is not None:
+            _require(False, f"{path}.init_revision", "applies only to a hub id in init_from; set it to null")
         _require(0 < self.mask_rate < 1, f"{path}.mask_rate", "must be in (0, 1)")
         _require(0 <= self.mask_token_fraction <= 1, f"{path}.mask_token_fraction", "must be in [0, 1]")
         _require(0 <= self.random_token_fraction <= 1 - self.mask_token_fraction, f"{path}.random_token_fraction",
@@ -297,7 +306,7 @@ class FinetuneParams:
         self.train.check(f"{path}.train", needs_lr=False)
 
 
-def _check_base_model(value: str, path: str) -> None:
+def _check_base_model(value: str, path: str, keywords: str = "'pretrained', 'scratch'") -> None:
     """A local directory must hold a Hugging Face config; anything else must look like a hub id."""
     local = Path(value).expanduser()
     if local.is_dir():
@@ -305,7 +314,7 @@ def _check_base_model(value: str, path: str) -> None:
         return
     looks_like_path = value.startswith((".", "/", "~")) or value.count("/") > 1 or local.exists()
     _require(not looks_like_path and bool(_HUB_ID_RE.match(value)), path,
-             f"{value!r} is not 'pretrained', 'scratch', a model directory (not found) or a hub id (owner/name)")
+             f"{value!r} is not {keywords}, a model directory (not found) or a hub id (owner/name)")
 
 
 @dataclass
