@@ -17,6 +17,7 @@ from lmpipe import evaluation, runtime
 from lmpipe.baseline import predict_proba as baseline_proba
 from lmpipe.baseline import tfidf_logistic_regression
 from lmpipe.evaluation import BASELINE
+from lmpipe.finetuning import encode_for_model
 from lmpipe.inference import predict_proba
 from lmpipe.io import read_json, write_json, write_text
 from lmpipe.params import to_dict
@@ -54,7 +55,12 @@ def main() -> None:
             path = f"models/{variant}"
             model = AutoModelForSequenceClassification.from_pretrained(path)
             tokenizer = load_tokenizer(path)
-            probabilities[variant] = predict_proba(model, ids, tokenizer.pad_token_id, cfg.batch_size)
+            # Each model reads the split as it read its training data: its own tokenizer (another base model,
+            # pretrain.init_from) and its stage's truncation; with the defaults these are data/tokenized's ids.
+            variant_ids, variant_labels = encode_for_model(path, raw)
+            if not np.array_equal(variant_labels, labels):
+                raise ValueError(f"{path}: re-encoding {raw} changed the labels")
+            probabilities[variant] = predict_proba(model, variant_ids, tokenizer.pad_token_id, cfg.batch_size)
         probabilities = {v: probabilities[v] for v in (*VARIANTS, BASELINE)}  # table order: baseline last
 
         results = evaluation.score(labels, probabilities, label_names, cfg.ece_bins)
