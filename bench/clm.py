@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.run import QUIET, _stamp, _step_others, machine_info, wait_quiet
+from bench.run import QUIET, _stamp, _step_others, machine_info, trainer_timer, wait_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ("ours", "trainer")
@@ -83,7 +83,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, precision: str, ou
                        on_step=lambda step, obj: stamps.append(_stamp()), desc=row)
         losses = {int(r["step"]): float(r["loss"]) for r in result.history}
     else:
-        from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
+        from transformers import Trainer, TrainingArguments, default_data_collator
 
         class Blocks(torch.utils.data.Dataset):
             def __len__(self):
@@ -92,14 +92,6 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, precision: str, ou
             def __getitem__(self, i):  # GPT2LMHeadModel shifts labels itself: labels are the inputs
                 ids = torch.from_numpy(blocks[i])
                 return {"input_ids": ids, "labels": ids}
-
-        class Timer(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                stamps.append(_stamp())
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and "loss" in logs:
-                    losses[int(state.global_step)] = float(logs["loss"])
 
         with tempfile.TemporaryDirectory(prefix="bench-clm-trainer-") as tmp:
             args = TrainingArguments(
@@ -111,7 +103,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, precision: str, ou
                 report_to="none", eval_strategy="no", save_strategy="no", logging_strategy="steps",
                 logging_steps=1, disable_tqdm=True, seed=params.seed, data_seed=params.seed)
             Trainer(model=model, args=args, train_dataset=Blocks(), data_collator=default_data_collator,
-                    callbacks=[Timer()]).train()
+                    callbacks=[trainer_timer(stamps, losses)]).train()
     marks = np.asarray(stamps)
     deltas = np.diff(marks[:, 0])
     others = _step_others(marks)

@@ -291,7 +291,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
                  "auto_precision_here": str(resolve_precision("auto", torch.device("cpu"))).replace("torch.", ""),
                  "engine_reported_tokens_per_s": telemetry.get("tokens_per_s")}
     else:
-        from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
+        from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
         special_ids = np.asarray(tokenizer.all_special_ids)
 
@@ -303,14 +303,6 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
             def __getitem__(self, i):
                 return {"input_ids": torch.from_numpy(blocks[i]),
                         "special_tokens_mask": torch.from_numpy(np.isin(blocks[i], special_ids).astype(np.int64))}
-
-        class Timer(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                stamps.append(_stamp())
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and "loss" in logs:
-                    losses[int(state.global_step)] = float(logs["loss"])
 
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=params.pretrain.mask_rate,
                                                    mask_replace_prob=params.pretrain.mask_token_fraction,
@@ -325,7 +317,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
                 save_strategy="no", logging_strategy="steps", logging_steps=1, disable_tqdm=True,
                 seed=params.seed, data_seed=params.seed)
             trainer = Trainer(model=model, args=args, train_dataset=Blocks(), data_collator=collator,
-                              callbacks=[Timer()])
+                              callbacks=[trainer_timer(stamps, losses)])
             trainer.train()
             extra = {"accelerate_mixed_precision": str(trainer.accelerator.mixed_precision),
                      "accelerate_native_amp": bool(trainer.accelerator.native_amp),
@@ -365,6 +357,22 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
         "threads": torch.get_num_threads(), "probe": probe.summary() if probe else {}, **extra,
     }
     out.write_text(json.dumps(record, indent=1))
+
+
+def trainer_timer(stamps: list, losses: dict):
+    """A Trainer callback that stamps the start of every step (as the engine's on_step does) and keeps the
+    logged losses by step."""
+    from transformers import TrainerCallback
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            stamps.append(_stamp())
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses[int(state.global_step)] = float(logs["loss"])
+
+    return Timer()
 
 
 # --------------------------------------------------------------------------------------------- contention

@@ -37,13 +37,7 @@ WORKER = Path(__file__).with_name("clm_worker.py")
 TIMEOUT = 180
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: two pytest-xdist workers and their child processes share two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The typed schema of clm/params.yaml, the causal-LM (GPT-2 style) pipeline's params file.
 
-It reuses the main schema's machinery (`_build`, `_require`, `ParamsError`) and sections (`DataParams` for the
+It reuses the main schema's machinery (`load_params`, `_require`) and sections (`DataParams` for the
 corpus, `TrainParams` for the engine, `TrackingParams`), so the same keys mean the same things in both
 pipelines and every error names the key's full path before any stage does expensive work.
 """
@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from .params import DataParams, ParamsError, TrackingParams, TrainParams, _build, _check_tree, _require, set_dotted
+from .params import DataParams, TrackingParams, TrainParams, _require, load_params, params_from_dict
 
 CLM_PARAMS_FILE = "clm/params.yaml"  # relative to the repository root, where the clm stages run (wdir: ..)
 
@@ -122,19 +120,8 @@ class ClmParams:
 
 def load_clm_params(path: str | Path = CLM_PARAMS_FILE, overrides: dict[str, Any] | None = None) -> ClmParams:
     """Read, coerce and validate the causal-LM params file; `overrides` maps dotted keys to values."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    for dotted, value in (overrides or {}).items():
-        set_dotted(raw, dotted, value)
-    return clm_params_from_dict(raw)
+    return load_params(path, overrides, schema=ClmParams)
 
 
 def clm_params_from_dict(raw: dict[str, Any]) -> ClmParams:
-    params = _build(ClmParams, raw, "", ClmParams())
-    _check_tree(params, "")
-    return params
+    return params_from_dict(raw, schema=ClmParams)

@@ -388,8 +388,10 @@ class Params:
 # --------------------------------------------------------------------------------------------- loading
 
 
-def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> Params:
-    """Read, coerce and validate params.yaml; `overrides` maps dotted keys to values (tests, scripts)."""
+def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None,
+                schema: type | None = None) -> Any:
+    """Read, coerce and validate a params file against `schema` (default: Params, the main pipeline's);
+    `overrides` maps dotted keys to values (tests, scripts)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -399,11 +401,12 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     for dotted, value in (overrides or {}).items():
         set_dotted(raw, dotted, value)
-    return params_from_dict(raw)
+    return params_from_dict(raw, schema)
 
 
-def params_from_dict(raw: dict[str, Any]) -> Params:
-    params = _build(Params, raw, "", Params())
+def params_from_dict(raw: dict[str, Any], schema: type | None = None) -> Any:
+    schema = schema or Params
+    params = _build(schema, raw, "", schema())
     _check_tree(params, "")
     return params
 

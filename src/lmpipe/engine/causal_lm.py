@@ -20,38 +20,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .objectives import Objective
+from .objectives import BlockObjective
 
 # Attention implementations that apply the causal mask themselves when transformers skips building one
 # (it does so for sdpa: is_causal=True). Any other (custom) function gets an explicit mask, see `forward`.
 _CAUSAL_SAFE_ATTENTION = {None, "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention"}
 
 
-class CausalLM(Objective):
+class CausalLM(BlockObjective):
     """Next-token prediction over packed blocks; evaluation also sums the UTF-8 bytes its targets cover."""
 
     name = "causal_lm"
 
     def __init__(self, model: nn.Module, train_blocks: np.ndarray, eval_blocks: np.ndarray,
                  eval_bytes: np.ndarray | None = None):
-        super().__init__(model)
         if train_blocks.ndim != 2 or train_blocks.shape[1] < 2:
             raise ValueError(f"train blocks must be [n, length >= 2], got shape {train_blocks.shape}")
         if eval_blocks.ndim != 2 or eval_blocks.shape[1] < 2:
             raise ValueError(f"evaluation blocks must be [n, length >= 2], got shape {eval_blocks.shape}")
         if eval_bytes is not None and len(eval_bytes) != len(eval_blocks):
             raise ValueError(f"eval_bytes has {len(eval_bytes)} entries for {len(eval_blocks)} evaluation blocks")
-        self.train_blocks = torch.from_numpy(np.ascontiguousarray(train_blocks, dtype=np.int64))
-        self.eval_blocks = torch.from_numpy(np.ascontiguousarray(eval_blocks, dtype=np.int64))
+        super().__init__(model, train_blocks, eval_blocks)
         self.eval_bytes = None if eval_bytes is None else torch.as_tensor(eval_bytes, dtype=torch.int64)
-
-    @property
-    def train_size(self) -> int:
-        return len(self.train_blocks)
-
-    @property
-    def eval_size(self) -> int:
-        return len(self.eval_blocks)
 
     def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
         return {"input_ids": self.train_blocks[torch.as_tensor(indices, dtype=torch.int64)]}

@@ -68,10 +68,27 @@ class Objective(nn.Module):
         raise NotImplementedError
 
 
+class BlockObjective(Objective):
+    """An objective over fixed-length packed blocks of token ids (masked LM, causal LM)."""
+
+    def __init__(self, model: nn.Module, train_blocks: np.ndarray, eval_blocks: np.ndarray):
+        super().__init__(model)
+        self.train_blocks = torch.from_numpy(np.ascontiguousarray(train_blocks, dtype=np.int64))
+        self.eval_blocks = torch.from_numpy(np.ascontiguousarray(eval_blocks, dtype=np.int64))
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_blocks)
+
+    @property
+    def eval_size(self) -> int:
+        return len(self.eval_blocks)
+
+
 # --------------------------------------------------------------------------------------------- masked LM
 
 
-class MaskedLM(Objective):
+class MaskedLM(BlockObjective):
     """BERT's masked-LM objective with dynamic masking over fixed-length packed blocks.
 
     The vocabulary projection (the largest matmul of a small encoder) runs only at the selected positions.
@@ -82,9 +99,7 @@ class MaskedLM(Objective):
     def __init__(self, model: nn.Module, train_blocks: np.ndarray, eval_blocks: np.ndarray, *, mask_rate: float,
                  mask_token_fraction: float, random_token_fraction: float, mask_token_id: int,
                  special_token_ids: Sequence[int], vocab_size: int, eval_seed: int = 0):
-        super().__init__(model)
-        self.train_blocks = torch.from_numpy(np.ascontiguousarray(train_blocks, dtype=np.int64))
-        self.eval_blocks = torch.from_numpy(np.ascontiguousarray(eval_blocks, dtype=np.int64))
+        super().__init__(model, train_blocks, eval_blocks)
         self.mask_rate = mask_rate
         self.mask_token_fraction = mask_token_fraction
         self.random_token_fraction = random_token_fraction
@@ -92,14 +107,6 @@ class MaskedLM(Objective):
         self.special_ids = torch.tensor(sorted(set(special_token_ids)), dtype=torch.int64)
         self.vocab_size = vocab_size
         self.eval_seed = eval_seed
-
-    @property
-    def train_size(self) -> int:
-        return len(self.train_blocks)
-
-    @property
-    def eval_size(self) -> int:
-        return len(self.eval_blocks)
 
     def mask(self, input_ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Select mask_rate of the non-special tokens; 80% -> [MASK], 10% -> random token, 10% kept."""
