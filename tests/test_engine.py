@@ -30,7 +30,7 @@ from lmpipe.engine.distributed import Dist
 from lmpipe.engine.loop import StepSampler, train
 from lmpipe.engine.objectives import IGNORE, Classification, pad_batch
 from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups
-from lmpipe.modeling import bert_config
+from lmpipe.modeling import encoder_config
 from lmpipe.params import TrainParams
 
 WORKER = Path(__file__).with_name("engine_worker.py")
@@ -315,7 +315,7 @@ def _classification(tokenizer, *, n_train=96, n_eval=45, objective_cls=Classific
     train_set = [example() for _ in range(n_train)]
     eval_set = [example() for _ in range(n_eval)]
     torch.manual_seed(0)
-    config = bert_config(ew.model_params(), tokenizer)
+    config = encoder_config(ew.model_params(), tokenizer)
     config.num_labels = 3
     model = BertForSequenceClassification._from_config(config, attn_implementation="sdpa")
     return objective_cls(model, [x for x, _ in train_set], np.array([y for _, y in train_set]),

@@ -82,11 +82,6 @@ def _modernbert_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> 
     )
 
 
-def bert_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
-    """Kept for bench/run.py: the config of the default architecture."""
-    return encoder_config(cfg, tokenizer)
-
-
 def build_masked_lm(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """A randomly initialised encoder with its masked-LM head, using scaled-dot-product attention."""
     _, model_class = MASKED_LM_CLASSES[cfg.architecture]
