@@ -71,7 +71,14 @@ ROWS: dict[str, tuple[str, str, bool]] = {
     "trainer-fp32": ("trainer", "fp32", False),
     # Our engine without its CPU kernels (engine/cpu_kernels.py): torch's dropout and SDPA attention.
     "ours-bf16-sdpa": ("ours", "bf16", False),
+    # TrainingArguments(torch_compile=True): what a Trainer user turns on for speed (GPU rows).
+    "trainer-bf16-compile": ("trainer", "bf16", True),
 }
+DEFAULT_ROWS = ["ours-bf16", "trainer-bf16", "ours-bf16-compile", "ours-fp32", "trainer-fp32", "ours-bf16-sdpa"]
+GPU_ROWS = ["ours-bf16-compile", "trainer-bf16-compile", "ours-bf16", "trainer-bf16"]
+# Dense bf16 tensor-core peak from the vendor's data sheet (no sparsity), for model-FLOPs utilisation (MFU).
+SPEC_BF16_TFLOPS = {"H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H200": 989.4,
+                    "A100": 312.0, "L4": 121.0, "A10G": 70.0, "RTX 4090": 165.2}
 QUICK_ROWS = ["ours-bf16", "trainer-bf16"]
 MASKED_LM_NAMES = {"modernbert": "ModernBertForMaskedLM", "bert": "BertForMaskedLM",
                    "roberta-prelayernorm": "RobertaPreLayerNormForMaskedLM"}
@@ -138,23 +145,27 @@ def build_data(params, out_dir: Path) -> dict:
 # --------------------------------------------------------------------------------------------- peak
 
 
-def matmul_peak(dtype_name: str, n: int, seconds: float) -> float:
+def matmul_peak(dtype_name: str, n: int, seconds: float, device: str = "cpu") -> float:
     """TFLOP/s of repeated n x n @ n x n matmuls in `dtype` (best of several timed windows)."""
     import torch
 
     dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    for _ in range(3):
         torch.matmul(a, b)
+    sync()
     flop = 2.0 * n ** 3
     once = time.perf_counter()
     torch.matmul(a, b)
+    sync()
     reps = max(2, int(seconds / 4 / max(time.perf_counter() - once, 1e-6)))
     best = 0.0
     for _ in range(4):
         t = time.perf_counter()
         for _ in range(reps):
             torch.matmul(a, b)
+        sync()
         best = max(best, flop * reps / (time.perf_counter() - t))
     return best / 1e12
 
@@ -198,10 +209,11 @@ class Probe:
     """Forward hooks recording what really ran: autocast state and dtypes in the encoder, rows of the vocab
     projection, and the model's input keys."""
 
-    def __init__(self, model):
+    def __init__(self, model, device_type: str = "cpu"):
         import torch
 
         self.torch = torch
+        self.device_type = device_type
         self.info: dict = {}
         self.decoder_rows: list[int] = []
         # the first Linear of the encoder (BERT: layer 0's query; ModernBERT: layer 0's fused Wqkv)
@@ -222,8 +234,8 @@ class Probe:
 
     def _linear(self, module, args, output):
         if "encoder_linear_out_dtype" not in self.info:
-            self.info["autocast_cpu_enabled_in_forward"] = bool(self.torch.is_autocast_enabled("cpu"))
-            self.info["autocast_cpu_dtype"] = str(self.torch.get_autocast_dtype("cpu")).replace("torch.", "")
+            self.info["autocast_enabled_in_forward"] = bool(self.torch.is_autocast_enabled(self.device_type))
+            self.info["autocast_dtype"] = str(self.torch.get_autocast_dtype(self.device_type)).replace("torch.", "")
             self.info["encoder_linear_out_dtype"] = str(output.dtype).replace("torch.", "")
 
     def _decoder(self, module, args, output):
@@ -241,7 +253,7 @@ class Probe:
         return {**self.info, "vocab_projection_rows_per_step": float(np.mean(rows)) if rows else 0.0}
 
 
-def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None:
+def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path, device: str = "cpu") -> None:
     import torch
     import transformers
 
@@ -261,13 +273,23 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
 
     torch.manual_seed(params.seed)  # the same initial weights in every row
     model = build_masked_lm(params.model, tokenizer)
-    checksum = float(sum(p.double().sum() for p in model.parameters()))
+    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
     n_params = sum(p.numel() for p in model.parameters())
-    probe = Probe(model) if not compile_ else None  # hooks inside a compiled region would change what compiles
+    probe = Probe(model, device) if not compile_ else None  # hooks inside a compiled region would change what compiles
     transformers.logging.set_verbosity_error()
 
     stamps: list[tuple[float, float, float]] = []  # (wall, this process's CPU seconds, machine busy seconds)
     losses: dict[int, float] = {}
+    cuda = device == "cuda"
+    # On a GPU the CPU runs ahead of the device, so a step's start time says little: the timed window is
+    # bounded by two synchronisations (the start of step `warmup` and of the last step) and throughput is
+    # the window's average. The loss is logged every 10 steps there (each log reads it back: a sync).
+    log_every = 10 if cuda else 1
+
+    def stamp() -> None:
+        if cuda and len(stamps) in (warmup, total - 1):
+            torch.cuda.synchronize()
+        stamps.append(_stamp())
     start = time.perf_counter()
     if engine == "ours":
         from lmpipe.engine.distributed import Dist
@@ -276,19 +298,19 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
 
         run_cfg = dataclasses.replace(cfg, steps=total, epochs=None, tokens=None, minutes=None, precision=precision,
                                       compile=compile_, eval_every=10 ** 9, eval_batches=1, checkpoint_every=0,
-                                      log_every=1, micro_batch_size=None,
+                                      log_every=log_every, micro_batch_size=None,
                                       fast_cpu_kernels=row != "ours-bf16-sdpa")
         objective = MaskedLM(model, blocks, heldout, mask_rate=params.pretrain.mask_rate,
                              mask_token_fraction=params.pretrain.mask_token_fraction,
                              random_token_fraction=params.pretrain.random_token_fraction,
                              mask_token_id=tokenizer.mask_token_id, special_token_ids=tokenizer.all_special_ids,
                              vocab_size=len(tokenizer), eval_seed=params.seed)
-        result = train(objective, run_cfg, lr=lr, seed=params.seed, dist_info=Dist(),
-                       on_step=lambda step, obj: stamps.append(_stamp()), desc=row)
+        result = train(objective, run_cfg, lr=lr, seed=params.seed, dist_info=Dist(device=torch.device(device)),
+                       on_step=lambda step, obj: stamp(), desc=row)
         losses = {int(r["step"]): float(r["loss"]) for r in result.history}
         telemetry = {**result.summary, **(getattr(result, "telemetry", None) or {})}
         extra = {"resolved_precision": telemetry.get("precision"),
-                 "auto_precision_here": str(resolve_precision("auto", torch.device("cpu"))).replace("torch.", ""),
+                 "auto_precision_here": str(resolve_precision("auto", torch.device(device))).replace("torch.", ""),
                  "engine_reported_tokens_per_s": telemetry.get("tokens_per_s")}
     else:
         from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
@@ -312,12 +334,12 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
                 output_dir=tmp, per_device_train_batch_size=cfg.batch_size, max_steps=total, learning_rate=lr,
                 lr_scheduler_type="linear", warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
                 adam_beta1=cfg.betas[0], adam_beta2=cfg.betas[1], adam_epsilon=1e-8, optim="adamw_torch_fused",
-                max_grad_norm=cfg.max_grad_norm or 0.0, bf16=precision == "bf16", use_cpu=True,
-                dataloader_num_workers=0, dataloader_pin_memory=False, report_to="none", eval_strategy="no",
-                save_strategy="no", logging_strategy="steps", logging_steps=1, disable_tqdm=True,
-                seed=params.seed, data_seed=params.seed)
+                max_grad_norm=cfg.max_grad_norm or 0.0, bf16=precision == "bf16", use_cpu=not cuda,
+                dataloader_num_workers=0, dataloader_pin_memory=cuda, report_to="none", eval_strategy="no",
+                save_strategy="no", logging_strategy="steps", logging_steps=log_every, disable_tqdm=True,
+                seed=params.seed, data_seed=params.seed, torch_compile=compile_)
             trainer = Trainer(model=model, args=args, train_dataset=Blocks(), data_collator=collator,
-                              callbacks=[trainer_timer(stamps, losses)])
+                              callbacks=[trainer_timer(stamp, losses)])
             trainer.train()
             extra = {"accelerate_mixed_precision": str(trainer.accelerator.mixed_precision),
                      "accelerate_native_amp": bool(trainer.accelerator.native_amp),
@@ -332,6 +354,8 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
     timed, timed_others = deltas[warmup:], others[warmup:]
     cpu = np.diff(marks[:, 1])[warmup:]
     is_quiet = timed_others <= QUIET
+    if cuda:  # the GPU does the work; other processes on the host's CPU cores are not what is measured
+        is_quiet = np.ones_like(timed, dtype=bool)
     quiet = timed[is_quiet]
     use_quiet = len(quiet) >= max(3, len(timed) // 4)
     used = quiet if use_quiet else timed
@@ -345,6 +369,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
         "used_quiet": bool(use_quiet), "tokens_per_step": tokens_per_step,
         "cpu_s_per_step_median": float(np.median(used_cpu)),
         "tokens_per_s": float(tokens_per_step / np.median(used)),
+        "device": device, "gpu_peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "tokens_per_s_all_steps": float(len(timed) * tokens_per_step / timed.sum()),
         "step_s_median": float(np.median(used)), "step_s_p10": float(np.percentile(used, 10)),
         "step_s_p90": float(np.percentile(used, 90)), "step_s_min": float(used.min()),
@@ -356,17 +381,36 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path) -> None
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(), "probe": probe.summary() if probe else {}, **extra,
     }
+    if cuda:
+        record.update(gpu_rate(record["step_seconds"], warmup, tokens_per_step))
     out.write_text(json.dumps(record, indent=1))
 
 
-def trainer_timer(stamps: list, losses: dict):
+RECOMPILE_FACTOR = 20.0  # a timed GPU step this many times the median is a recompilation, not a step
+
+
+def gpu_rate(step_seconds: list[float], warmup: int, tokens_per_step: int) -> dict:
+    """Throughput on a GPU: the timed window is bounded by device synchronisations, so the sum of its steps
+    is exact, where a single step's time is not (the CPU runs ahead). Steps taking RECOMPILE_FACTOR x the
+    median are torch.compile recompiling (a new size of the masked-position count, say) and are excluded and
+    reported; the GPU may finish up to a step or two of queued work while the CPU compiles, so an exclusion
+    can flatter the rate by that much."""
+    timed = np.asarray(step_seconds[warmup:])
+    slow = timed > RECOMPILE_FACTOR * np.median(timed)
+    kept = timed[~slow]
+    return {"tokens_per_s": float(tokens_per_step * len(kept) / kept.sum()),
+            "tokens_per_s_all_steps": float(tokens_per_step * len(timed) / timed.sum()),
+            "recompile_steps_excluded": int(slow.sum()), "recompile_seconds_excluded": float(timed[slow].sum())}
+
+
+def trainer_timer(stamp, losses: dict):
     """A Trainer callback that stamps the start of every step (as the engine's on_step does) and keeps the
     logged losses by step."""
     from transformers import TrainerCallback
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
-            stamps.append(_stamp())
+            stamp()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -427,7 +471,7 @@ def _step_others(marks: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- report
 
 
-def machine_info() -> dict:
+def machine_info(device: str = "cpu") -> dict:
     import torch
     import transformers
 
@@ -447,7 +491,11 @@ def machine_info() -> dict:
         acc = accelerate.__version__
     except ImportError:
         acc = "not installed"
+    gpu = torch.cuda.get_device_name() if device == "cuda" else None
+    spec = next((v for k, v in SPEC_BF16_TFLOPS.items() if gpu and k in gpu), None)
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": gpu, "gpu_spec_bf16_tflops": spec,
+            "cuda": torch.version.cuda if device == "cuda" else None,
             "bf16_flags": " ".join(sorted(f for f in flags if "bf16" in f or f.startswith("amx"))) or "none",
             "torch": torch.__version__, "transformers": transformers.__version__, "accelerate": acc,
             "python": platform.python_version(),
@@ -476,6 +524,10 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
     w("")
     w(f"- CPU: {machine['cpu']}, {machine['logical_cpus']} logical cores (torch threads {machine['torch_threads']}); "
       f"bf16 flags: {machine['bf16_flags']}")
+    if machine.get("gpu"):
+        spec = machine.get("gpu_spec_bf16_tflops")
+        w(f"- GPU: {machine['gpu']} (CUDA {machine.get('cuda')}); data-sheet dense bf16 peak "
+          f"{f'{spec:g} TFLOP/s' if spec else 'unknown (not in SPEC_BF16_TFLOPS)'}; all rows train on it")
     w(f"- torch {machine['torch']}, transformers {machine['transformers']}, accelerate {machine['accelerate']}, "
       f"Python {machine['python']}")
     w(f"- date: {machine['date']}; load average before/after: {peaks.get('load_start', '?')} / "
@@ -501,10 +553,12 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
       f"{args.lr:g}, linear warmup over {args.warmup_frac:g} of the steps then linear decay, fused AdamW "
       f"(betas {args.betas[0]:g}/{args.betas[1]:g}, weight decay {args.wd:g}, none on biases/LayerNorm), grad clip "
       f"{args.clip:g}, dropout on, "
-      "no evaluation, no checkpoints, loss logged every step, batch built in the main process.")
+      f"no evaluation, no checkpoints, loss logged every {10 if machine.get('gpu') else 1} step(s), batch built in "
+      "the main process.")
     w(f"- Trainer: `{MASKED_LM_NAMES[m.architecture]}` + `DataCollatorForLanguageModeling(mlm_probability=0.15)` (dataset items carry "
-      "`special_tokens_mask`), `TrainingArguments(use_cpu=True, bf16=..., optim='adamw_torch_fused', "
-      "dataloader_num_workers=0, report_to='none', save_strategy='no', eval_strategy='no')`.")
+      f"`special_tokens_mask`), `TrainingArguments(use_cpu={not machine.get('gpu')}, bf16=..., "
+      "optim='adamw_torch_fused', dataloader_num_workers=0, report_to='none', save_strategy='no', eval_strategy='no')`"
+      "; its -compile row adds `torch_compile=True`.")
     w("")
     w("FLOPs per step (\"useful\", the same for every row): `6*N_enc*T + 12*L*S*H*T + 6*(N_head + H*V)*M` with "
       "T tokens, M expected masked positions, N_enc encoder-layer parameters (embeddings excluded), N_head the MLM "
@@ -515,9 +569,11 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
     w("")
     w("## Results")
     w("")
+    spec = machine.get("gpu_spec_bf16_tflops")
+    gpu_cols = " MFU (data-sheet bf16 peak) | GPU memory peak |" if machine.get("gpu") else ""
     w("| row | tokens/s | vs Trainer (same precision) | step s: median (p10-p90) | CPU s/step | useful TFLOP/s | "
-      "% of measured peak (own precision) | steps used (quiet/timed) | others' CPU | warm-up s (1st step) |")
-    w("|---|---:|---:|---|---:|---:|---:|---|---:|---|")
+      f"% of measured peak (own precision) |{gpu_cols} steps used (quiet/timed) | others' CPU | warm-up s (1st step) |")
+    w("|---|---:|---:|---|---:|---:|---:|" + ("---:|---:|" if gpu_cols else "") + "---|---:|---|")
     for name, r in rows.items():
         ref = rows.get(f"trainer-{r['precision']}")
         ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref else "-"
@@ -525,14 +581,29 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
         used = f"{r['used_steps']} ({r['quiet_steps']}/{r['steps']})" + ("" if r["used_quiet"] else " CONTENDED")
         w(f"| {name} | {r['tokens_per_s']:.0f} | {ratio} | {r['step_s_median']:.3f} ({r['step_s_p10']:.3f}-"
           f"{r['step_s_p90']:.3f}) | {r['cpu_s_per_step_median']:.2f} | {tf:.4f} | "
-          f"{100 * tf / (peak_bf16 if r['precision'] == 'bf16' else peak_fp32):.1f}% ({r['precision']}) | {used} | {100 * r['others_share_timed']:.0f}% | "
+          f"{100 * tf / (peak_bf16 if r['precision'] == 'bf16' else peak_fp32):.1f}% ({r['precision']}) | "
+          + (f"{f'{100 * tf / spec:.1f}%' if spec else '-'} | {r.get('gpu_peak_memory_mb') or 0:.0f} MiB | "
+             if gpu_cols else "")
+          + f"{used} | {100 * r['others_share_timed']:.0f}% | "
           f"{r['warmup_s']:.1f} ({r['first_step_s']:.1f}) |")
     w("")
-    w(f"tokens/s = tokens per step / median wall time of the steps used. A step is quiet when other processes used at "
-      f"most {100 * QUIET:.0f}% of the machine's CPU during it; only quiet steps are used when there are enough of "
-      "them (else all timed steps, marked CONTENDED). CPU s/step: this process's CPU time (2 threads: up to 2x wall). "
-      "others' CPU: the mean share of the machine taken by other processes over the timed steps.")
-    w("")
+    if machine.get("gpu"):
+        excluded = ", ".join(f"{n} {r['recompile_steps_excluded']} ({r['recompile_seconds_excluded']:.1f} s; "
+                             f"{r['tokens_per_s_all_steps']:.0f} tokens/s with it)"
+                             for n, r in rows.items() if r.get("recompile_steps_excluded"))
+        w("On the GPU, tokens/s = timed steps x tokens per step / their wall time, which is bounded by two device "
+          "synchronisations (the start of the first timed step and of the step after the last); the loss is read "
+          "back every 10 steps in both engines. Steps over "
+          f"{RECOMPILE_FACTOR:g}x the median are torch.compile recompiling and are left out"
+          f"{': ' + excluded if excluded else ' (none here)'}. MFU = useful model FLOP/s / the data-sheet dense "
+          "bf16 peak (PaLM's definition; the vocabulary projection counted at masked positions only).")
+        w("")
+    else:
+        w(f"tokens/s = tokens per step / median wall time of the steps used. A step is quiet when other processes used "
+          f"at most {100 * QUIET:.0f}% of the machine's CPU during it; only quiet steps are used when there are enough "
+          "of them (else all timed steps, marked CONTENDED). CPU s/step: this process's CPU time (2 threads: up to 2x "
+          "wall). others' CPU: the mean share of the machine taken by other processes over the timed steps.")
+        w("")
     if "ours-bf16-compile" in rows:
         r = rows["ours-bf16-compile"]
         steady = r["step_s_median"] * r["warmup"]
@@ -551,7 +622,7 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
             w(f"| {name} | not probed: hooks inside a compiled region would change what compiles | | | | | | "
               f"{r['n_params']} | {r['init_checksum']:.6f} |")
             continue
-        ac = f"{p.get('autocast_cpu_enabled_in_forward')} ({p.get('autocast_cpu_dtype')})"
+        ac = f"{p.get('autocast_enabled_in_forward')} ({p.get('autocast_dtype')})"
         if r["engine"] == "trainer":
             ac += f"; accelerate mixed_precision={r.get('accelerate_mixed_precision')}"
         sd = p.get("sdpa") or {}
@@ -580,9 +651,19 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
     return "\n".join(lines)
 
 
-def analysis(results: dict, flops: dict, peaks: dict) -> str:
+def analysis(results: dict, flops: dict, peaks: dict, machine: dict | None = None) -> str:
     """The numbers the analysis quotes, computed from this run."""
     lines = []
+    spec = (machine or {}).get("gpu_spec_bf16_tflops")
+    if spec:
+        for name, r in results.items():
+            mfu = r["tokens_per_s"] / flops["tokens_per_step"] * flops["useful_per_step"] / 1e12 / spec
+            lines.append(f"- {name}: MFU **{100 * mfu:.1f}%** of the {spec:g} TFLOP/s data-sheet bf16 peak "
+                         f"({r['tokens_per_s']:.0f} tokens/s).")
+    ours_c, hf_c = results.get("ours-bf16-compile"), results.get("trainer-bf16-compile")
+    if ours_c and hf_c:
+        lines.append(f"- compiled, both: ours {ours_c['tokens_per_s']:.0f} vs Trainer(torch_compile=True) "
+                     f"{hf_c['tokens_per_s']:.0f} tokens/s = **{ours_c['tokens_per_s'] / hf_c['tokens_per_s']:.2f}x**.")
     ours, hf = results.get("ours-bf16"), results.get("trainer-bf16")
     if ours and hf:
         ratio = ours["tokens_per_s"] / hf["tokens_per_s"]
@@ -596,15 +677,20 @@ def analysis(results: dict, flops: dict, peaks: dict) -> str:
                      f"position); the remaining factor {ratio / flop_ratio:.2f}x is time per FLOP (non-matmul work "
                      "such as fp32 logits and softmax at all positions, casts, collator and loop overhead).")
     if ours and hf:
-        a = [ours["losses"][k] for k in sorted(ours["losses"], key=int)][-20:]
-        b = [hf["losses"][k] for k in sorted(hf["losses"], key=int)][-20:]
-        if len(a) >= 5 and len(b) >= 5:
-            noise = float(np.sqrt((np.var(a) + np.var(b)) / 2))
-            diff = float(np.mean(a) - np.mean(b))
-            same = abs(diff) <= noise  # the step-to-step spread of either curve is the noise scale here
-            lines.append(f"- Loss over the last {len(a)} steps: ours {np.mean(a):.3f}, Trainer {np.mean(b):.3f} (difference "
-                         f"{diff:+.3f}; per-step loss std {noise:.3f}): {'the same within noise' if same else 'NOT the same'}"
-                         f" (same initial weights, different masks and data order). ")
+        common = sorted(set(ours["losses"]) & set(hf["losses"]), key=int)
+        if len(common) >= 6:
+            a = np.asarray([ours["losses"][k] for k in common])
+            b = np.asarray([hf["losses"][k] for k in common])
+            # Noise of one logged loss, from the differences of neighbours (robust to the falling trend).
+            noise = float(np.sqrt((np.var(np.diff(a)) + np.var(np.diff(b))) / 4))
+            last = max(3, min(20, len(common) // 3))
+            diff = float(np.mean(a[-last:] - b[-last:]))
+            bound = 2 * noise * np.sqrt(2 / last)  # two standard errors of a difference of two means
+            same = abs(diff) <= bound
+            lines.append(f"- Loss over the last {last} logged steps: ours {np.mean(a[-last:]):.3f}, Trainer "
+                         f"{np.mean(b[-last:]):.3f} (difference {diff:+.3f}; noise of one logged loss {noise:.3f}, "
+                         f"2 standard errors {bound:.3f}): {'the same within noise' if same else 'NOT the same'}"
+                         " (same initial weights, different masks and data order).")
     if "ours-fp32" in results and ours:
         lines.append(f"- bf16 vs fp32 in our engine: {ours['tokens_per_s'] / results['ours-fp32']['tokens_per_s']:.2f}x "
                      f"(matmul peak ratio here {max(peaks['bf16_start'], peaks.get('bf16_end', 0)) / max(peaks['fp32_start'], peaks.get('fp32_end', 0)):.2f}x).")
@@ -652,6 +738,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="read params.yaml at this git revision instead (e.g. HEAD: the committed default)")
     parser.add_argument("--architecture", default=None, choices=sorted(MASKED_LM_NAMES),
                         help="override model.architecture (the Trainer row uses the same class)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the rows train (cuda: default rows " + ", ".join(GPU_ROWS) + ")")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a params key (YAML value), e.g. --set model.layers=12; repeatable")
+    parser.add_argument("--from-json", default=None, metavar="PATH",
+                        help="re-render the report from a run's raw JSON (same --device/--set/--architecture/--steps/"
+                             "--warmup as that run) without training")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -664,14 +757,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be >= 2 and --warmup >= 1")
 
     if args.worker:
-        worker(args.worker, Path(args.data_dir), args.warmup, args.steps, Path(args.out))
+        worker(args.worker, Path(args.data_dir), args.warmup, args.steps, Path(args.out), args.device)
         return 0
 
-    names = (args.rows.split(",") if args.rows else QUICK_ROWS if args.quick else list(ROWS))
+    names = (args.rows.split(",") if args.rows else QUICK_ROWS if args.quick
+             else GPU_ROWS if args.device == "cuda" else DEFAULT_ROWS)
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
-    args.peak_n = 1024 if args.quick else 2048
+    args.peak_n = 8192 if args.device == "cuda" else 1024 if args.quick else 2048
     bench_start = time.perf_counter()
     command = "python -m bench.run" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     params, raw_params, config_source = load_config(args.params, args.params_rev)
@@ -680,18 +774,43 @@ def main(argv: list[str] | None = None) -> int:
 
         raw_params.setdefault("model", {})["architecture"] = args.architecture
         params, config_source = params_from_dict(raw_params), f"{config_source} with model.architecture={args.architecture}"
+    if args.set:
+        import yaml
+
+        from lmpipe.params import params_from_dict
+
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"--set {item!r}: expected KEY=VALUE")
+            *parents, leaf = key.split(".")
+            node = raw_params
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = yaml.safe_load(value)
+        params = params_from_dict(raw_params)  # validated like params.yaml: a bad key fails here, with its path
+        config_source += " with " + " ".join(args.set)
     tcfg = params.pretrain.train
     args.lr, args.warmup_frac, args.wd = tcfg.lr, tcfg.warmup, tcfg.weight_decay
     args.betas, args.clip = list(tcfg.betas), tcfg.max_grad_norm or 0.0
     args.model_cfg, args.train_cfg, args.seq = params.model, tcfg, params.tokenizer.max_length
 
-    machine = machine_info()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        results = saved["rows"]
+        for r in results.values():
+            if r.get("device") == "cuda":
+                r.update(gpu_rate(r["step_seconds"], r["warmup"], r["tokens_per_step"]))
+        return _write_report(results, saved["machine"], saved["data"], saved["flops"], saved["peaks"], args,
+                             saved["config"], command + " (re-rendered from the run's raw JSON)", 0.0)
+
+    machine = machine_info(args.device)
     print(f"[bench] {machine['cpu']}, {machine['logical_cpus']} cores, torch {machine['torch']}, "
           f"transformers {machine['transformers']}", flush=True)
     peaks = {"load_start": open("/proc/loadavg").read().split()[0]}
-    peak_seconds = 2.0 if args.quick else 6.0
-    peaks["bf16_start"] = matmul_peak("bfloat16", args.peak_n, peak_seconds)
-    peaks["fp32_start"] = matmul_peak("float32", args.peak_n, peak_seconds)
+    peak_seconds = 2.0 if args.quick or args.device == "cuda" else 6.0
+    peaks["bf16_start"] = matmul_peak("bfloat16", args.peak_n, peak_seconds, args.device)
+    peaks["fp32_start"] = matmul_peak("float32", args.peak_n, peak_seconds, args.device)
     print(f"[bench] matmul peak: bf16 {peaks['bf16_start']:.3f} TFLOP/s, fp32 {peaks['fp32_start']:.3f} TFLOP/s",
           flush=True)
 
@@ -711,8 +830,8 @@ def main(argv: list[str] | None = None) -> int:
             if ROWS[name][2]:  # a cold inductor cache: the compile time a fresh machine pays
                 row_env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / f"inductor-{name}")
             cmd = [sys.executable, "-m", "bench.run", "--worker", name, "--data-dir", tmp, "--out", str(out),
-                   "--steps", str(args.steps), "--warmup", str(args.warmup)]
-            waited = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else 0.0
+                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+            waited = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 and args.device == "cpu" else 0.0
             t = time.perf_counter()
             load = open("/proc/loadavg").read().split()[0]
             before = _cpu_snapshot()
@@ -728,16 +847,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] {name:18s} {r['tokens_per_s']:8.0f} tokens/s  step {r['step_s_median']:.3f} s  "
                   f"warm-up {r['warmup_s']:.1f} s  ({time.perf_counter() - t:.0f} s; CPU used by other processes "
                   f"{100 * others:.0f}%)", flush=True)
-    peaks["bf16_end"] = matmul_peak("bfloat16", args.peak_n, peak_seconds)
-    peaks["fp32_end"] = matmul_peak("float32", args.peak_n, peak_seconds)
+    peaks["bf16_end"] = matmul_peak("bfloat16", args.peak_n, peak_seconds, args.device)
+    peaks["fp32_end"] = matmul_peak("float32", args.peak_n, peak_seconds, args.device)
     peaks["load_end"] = open("/proc/loadavg").read().split()[0]
     if not results:
         print("[bench] no row succeeded", file=sys.stderr)
         return 1
 
-    report = render(results, machine, data, flops, peaks, args, config_source, command,
-                    time.perf_counter() - bench_start)
-    summary = analysis(results, flops, peaks)
+    return _write_report(results, machine, data, flops, peaks, args, config_source, command,
+                         time.perf_counter() - bench_start)
+
+
+def _write_report(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, args, config_source: str,
+                  command: str, bench_seconds: float) -> int:
+    report = render(results, machine, data, flops, peaks, args, config_source, command, bench_seconds)
+    summary = analysis(results, flops, peaks, machine)
     text = report + "\n## Summary (computed by this run)\n\n" + summary + "\n"
     kept = _kept_analysis(Path(args.output)) if args.output else ""
     if kept:
@@ -745,7 +869,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text)
     if not args.no_write and args.output:
         Path(args.output).write_text(text)
-        print(f"[bench] wrote {args.output}")
+        raw_out = Path(args.output).with_suffix(".json")  # every step's time and loss, for a closer look
+        raw_out.write_text(json.dumps({"machine": machine, "peaks": peaks, "flops": flops, "data": data,
+                                       "config": config_source, "rows": results}, indent=1))
+        print(f"[bench] wrote {args.output} and {raw_out.name}")
     return 0
 
 

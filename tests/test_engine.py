@@ -28,7 +28,7 @@ import engine_worker as ew
 from lmpipe.engine import checkpoint
 from lmpipe.engine.distributed import Dist
 from lmpipe.engine.loop import StepSampler, train
-from lmpipe.engine.objectives import IGNORE, Classification, pad_batch
+from lmpipe.engine.objectives import IGNORE, Classification, mix_keys, pad_batch, row_uniforms
 from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups
 from lmpipe.modeling import encoder_config
 from lmpipe.params import TrainParams
@@ -410,7 +410,7 @@ def test_masking_rates_and_special_tokens(data):
     specials = torch.tensor(tokenizer.all_special_ids)
     inputs = torch.from_numpy(np.tile(blocks, (3, 1)))  # ~3000 x 32 tokens
     inputs[:, 5] = tokenizer.pad_token_id  # specials inside the block as well as [CLS]/[SEP] at its ends
-    out = objective.mask(inputs, torch.Generator().manual_seed(0))
+    out = objective.mask(inputs, mix_keys(0, np.arange(len(inputs))))
     special = torch.isin(inputs, specials)
     selected = out["labels"] != IGNORE
 
@@ -428,6 +428,23 @@ def test_masking_rates_and_special_tokens(data):
     assert as_mask == pytest.approx(0.8, abs=0.02)
     assert kept == pytest.approx(0.1, abs=0.015)
     assert replaced == pytest.approx(0.1, abs=0.015)
+
+
+def test_row_uniforms_are_uniform_independent_and_per_row():
+    keys = mix_keys(1, 2, np.arange(2000))
+    draws = row_uniforms(keys, 64, streams=3)
+    assert draws.shape == (3, 2000, 64) and draws.min() >= 0.0 and draws.max() < 1.0
+    assert draws.mean() == pytest.approx(0.5, abs=0.002)
+    assert draws.var() == pytest.approx(1 / 12, abs=0.001)
+    counts = np.histogram(draws, bins=20, range=(0, 1))[0]
+    expected = draws.size / 20
+    assert ((counts - expected) ** 2 / expected).sum() < 60  # chi-square, 19 dof: p < 1e-6 beyond 60
+    flat = draws.reshape(3, -1)
+    assert abs(np.corrcoef(flat)[np.triu_indices(3, 1)]).max() < 0.01  # the three streams are unrelated
+    assert abs(np.corrcoef(draws[0, :, :-1].ravel(), draws[0, :, 1:].ravel())[0, 1]) < 0.01  # neighbours too
+    assert np.array_equal(row_uniforms(keys[10:20], 64, streams=3), draws[:, 10:20])  # a row is its key's alone
+    assert len(set(mix_keys(1, 2, np.arange(2000)).tolist())) == 2000
+    assert mix_keys(1, 2, [0])[0] != mix_keys(1, 3, [0])[0] != mix_keys(2, 2, [0])[0]
 
 
 def test_mask_depends_on_seed_step_and_example_not_grouping(data):

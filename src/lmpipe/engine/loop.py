@@ -181,6 +181,14 @@ def train(
     if cfg.compile:
         runner = torch.compile(runner)
 
+    def to_device(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        moved = _to(batch, device)
+        if cfg.compile:
+            for key, dims in objective.dynamic_dims.items():
+                for dim in dims if key in moved else ():
+                    torch._dynamo.maybe_mark_dynamic(moved[key], dim)
+        return moved
+
     def autocast():
         if autocast_dtype is None:
             return contextlib.nullcontext()
@@ -193,7 +201,7 @@ def train(
             for i, batch in enumerate(objective.eval_batches(eval_batch_size, dist_info.rank, world)):
                 if cfg.eval_batches is not None and i >= cfg.eval_batches:
                     break
-                out = runner(_to(batch, device))
+                out = runner(to_device(batch))
                 for key, value in out.items():
                     sums[key] = sums.get(key, 0) + value.detach().double()
         objective.train()
@@ -205,6 +213,14 @@ def train(
     bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not dist_info.is_main, dynamic_ncols=True,
                unit="step", mininterval=1.0)
     window = state["window"]
+    # The loss is summed on the device and read back only when a row is logged or a checkpoint is written:
+    # an `.item()` per step would make the CPU wait for the GPU and stop batch preparation overlapping it.
+    pending_loss = torch.zeros((), dtype=torch.float64, device=device)
+
+    def flush_loss() -> None:
+        window["loss_sum"] += pending_loss.item()
+        pending_loss.zero_()
+
     epoch_steps = max(1, objective.train_size // cfg.batch_size)
     stop = False
     objective.train()
@@ -226,15 +242,14 @@ def train(
         step_targets, step_tokens = all_reduce_sum(counts, dist_info).tolist()
         # DDP averages gradients over processes; scaling by `world` turns that average back into a sum.
         scale = world / max(step_targets, 1.0)
-        loss_sum = 0.0
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or not dist_info.enabled else runner.no_sync()
             with sync:
                 with autocast():
-                    out = runner(_to(batch, device))
+                    out = runner(to_device(batch))
                 (out["loss_sum"] * scale).backward()
-            loss_sum += out["loss_sum"].item()
+            pending_loss += out["loss_sum"].detach().double()
         if cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(objective.model.parameters(), cfg.max_grad_norm)
         optimizer.step()
@@ -243,7 +258,6 @@ def train(
         state["step"] = step = step + 1
         state["tokens"] += int(step_tokens)
         step_seconds = time.perf_counter() - step_start
-        window["loss_sum"] += loss_sum
         window["targets"] += sum(objective.count_targets(b) for b in batches)
         window["tokens"] += int(step_tokens)
         window["seconds"] += step_seconds
@@ -251,6 +265,7 @@ def train(
         stop = broadcast_flag(budget.done(step, state["tokens"], state["seconds"]), dist_info)
 
         if step % cfg.log_every == 0 or stop:
+            flush_loss()
             pair = all_reduce_sum(torch.tensor([window["loss_sum"], window["targets"]], dtype=torch.float64),
                                   dist_info).tolist()
             row = {"step": step, "loss": pair[0] / max(pair[1], 1), "lr": current_lr,
@@ -288,6 +303,7 @@ def train(
                 stop = True
 
         if checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not stop:
+            flush_loss()  # the window is part of the checkpoint
             if dist_info.is_main:
                 ckpt.save(checkpoint_dir, {"model": objective.model.state_dict(),
                                            "optimizer": optimizer.state_dict(),
@@ -338,6 +354,9 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    if device.type == "cuda":
+        # From pinned memory the copy is queued behind the running step instead of waiting for the GPU.
+        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 

@@ -27,6 +27,9 @@ class Objective(nn.Module):
     #: the evaluation metric to select on, and whether larger is better
     select_metric: str = "loss"
     select_mode: str = "min"
+    #: batch tensors whose sizes change from batch to batch, and in which dimensions: marked dynamic for
+    #: torch.compile, which otherwise compiles a static graph, then recompiles when the first new size arrives
+    dynamic_dims: dict[str, tuple[int, ...]] = {}
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -95,6 +98,7 @@ class MaskedLM(BlockObjective):
     """
 
     name = "masked_lm"
+    dynamic_dims = {"positions": (0,), "targets": (0,)}  # the number of selected positions (bucketed)
 
     def __init__(self, model: nn.Module, train_blocks: np.ndarray, eval_blocks: np.ndarray, *, mask_rate: float,
                  mask_token_fraction: float, random_token_fraction: float, mask_token_id: int,
@@ -108,13 +112,14 @@ class MaskedLM(BlockObjective):
         self.vocab_size = vocab_size
         self.eval_seed = eval_seed
 
-    def mask(self, input_ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Select mask_rate of the non-special tokens; 80% -> [MASK], 10% -> random token, 10% kept."""
-        shape = input_ids.shape
+    def mask(self, input_ids: torch.Tensor, keys: np.ndarray) -> dict[str, torch.Tensor]:
+        """Select mask_rate of the non-special tokens; 80% -> [MASK], 10% -> random token, 10% kept.
+        Row r's randomness is a function of keys[r] alone (`row_uniforms`)."""
+        draws = torch.from_numpy(row_uniforms(keys, input_ids.shape[1], streams=3))
         maskable = ~torch.isin(input_ids, self.special_ids)
-        selected = (torch.rand(shape, generator=generator) < self.mask_rate) & maskable
-        action = torch.rand(shape, generator=generator)
-        random_tokens = torch.randint(self.vocab_size, shape, generator=generator)
+        selected = (draws[0] < self.mask_rate) & maskable
+        action = draws[1]
+        random_tokens = (draws[2] * self.vocab_size).long().clamp_(max=self.vocab_size - 1)
         labels = torch.where(selected, input_ids, IGNORE)
         masked = input_ids.clone()
         to_mask = selected & (action < self.mask_token_fraction)
@@ -138,18 +143,16 @@ class MaskedLM(BlockObjective):
         return batch
 
     def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
-        # One generator per example, keyed by (seed, example, step): the same example gets the same mask
-        # whichever process or micro-batch draws it, so DDP and accumulation see exactly one batch's masks.
-        rows = []
-        for index in indices.tolist():
-            generator = torch.Generator().manual_seed(_mix(seed, step, index))
-            rows.append(self.mask(self.train_blocks[index:index + 1], generator))
-        return self.gather_targets({key: torch.cat([r[key] for r in rows]) for key in rows[0]})
+        # Each example's mask is keyed by (seed, step, example): the same example gets the same mask whichever
+        # process or micro-batch draws it, so DDP and accumulation see exactly one batch's masks. Vectorised
+        # over the batch: on a GPU the batch is built while the previous step runs, and must not be slower.
+        indices = np.asarray(indices, dtype=np.int64)
+        rows = self.mask(self.train_blocks[torch.from_numpy(indices)], mix_keys(seed, step, indices))
+        return self.gather_targets(rows)
 
     def eval_batches(self, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         # Fixed masks: every evaluation of every run scores the same masked positions.
-        generator = torch.Generator().manual_seed(self.eval_seed)
-        batch = self.mask(self.eval_blocks, generator)
+        batch = self.mask(self.eval_blocks, mix_keys(self.eval_seed, np.arange(len(self.eval_blocks))))
         for start in range(rank * batch_size, len(self.eval_blocks), batch_size * world):
             yield self.gather_targets({key: value[start:start + batch_size] for key, value in batch.items()})
 
@@ -182,6 +185,7 @@ class Classification(Objective):
     """Sequence classification with dynamic padding; evaluation keeps a confusion matrix, never logits."""
 
     name = "classification"
+    dynamic_dims = {"input_ids": (0, 1), "attention_mask": (0, 1), "labels": (0,)}  # dynamic padding
 
     def __init__(self, model: nn.Module, train_ids: list[np.ndarray], train_labels: np.ndarray,
                  eval_ids: list[np.ndarray], eval_labels: np.ndarray, *, num_labels: int, pad_token_id: int,
@@ -264,11 +268,32 @@ def mlm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     raise TypeError(f"{type(model).__name__}: no masked-LM head (cls, lm_head or head + decoder)")
 
 
-def _mix(*values: int) -> int:
-    """A 63-bit seed from several integers (SplitMix64-style), so nearby keys give unrelated streams."""
-    state = 0x9E3779B97F4A7C15
-    for value in values:
-        state = (state ^ (value + 0x9E3779B97F4A7C15 + (state << 6) + (state >> 2))) & 0xFFFFFFFFFFFFFFFF
-        state = (state * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        state ^= state >> 31
-    return state & 0x7FFFFFFFFFFFFFFF
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix_finalize(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function (Steele et al. 2014): a bijection of uint64 that scrambles every bit."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def mix_keys(*values: int | np.ndarray) -> np.ndarray:
+    """One 64-bit key per element of the broadcast integer arguments (e.g. seed, step, example indices), so
+    nearby inputs give unrelated random streams."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
+        state = np.uint64(0x9E3779B97F4A7C15)
+        for value in values:
+            v = np.asarray(value).astype(np.uint64)
+            state = _splitmix_finalize(state ^ (v + _GOLDEN + (state << np.uint64(6)) + (state >> np.uint64(2))))
+        return np.atleast_1d(state)
+
+
+def row_uniforms(keys: np.ndarray, length: int, streams: int) -> np.ndarray:
+    """[streams, rows, length] float64 uniforms in [0, 1): SplitMix64's sequence started at each row's key
+    (counter-based, so a row's numbers depend on its key alone, not on the batch around it)."""
+    counter = (np.arange(streams, dtype=np.uint64)[:, None, None] * np.uint64(length)
+               + np.arange(1, length + 1, dtype=np.uint64)[None, None, :])
+    with np.errstate(over="ignore"):
+        z = _splitmix_finalize(np.asarray(keys, dtype=np.uint64)[None, :, None] + counter * _GOLDEN)
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 2 ** 53)
