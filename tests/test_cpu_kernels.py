@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -113,3 +117,37 @@ def test_fast_attention_keeps_a_decoder_causal():
         later = model(input_ids=changed_last).logits
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
     assert torch.equal(later[:, :-1], fast[:, :-1])  # no position sees a later token
+
+
+FAULTS_SCRIPT = """
+import resource, sys, torch
+from lmpipe.engine.cpu_kernels import keep_freed_memory
+if sys.argv[1] == "on":
+    assert keep_freed_memory()
+def step():  # a step's activations: several large blocks alive together, then all freed
+    blocks = [torch.ones(5 * 2**20) for _ in range(4)]  # 4 x 20 MiB
+    del blocks
+for _ in range(3):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
+    # glibc's default thresholds adapt to what was freed, so whether a block is mapped afresh varies from run
+    # to run; these start every process with small fixed ones (every large block mapped afresh), which
+    # keep_freed_memory must override.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], check=True, capture_output=True,
+                             text=True, env=env)
+        return int(out.stdout.strip())
+
+    pages = 10 * 4 * 5 * 2**20 * 4 // 4096  # what ten steps of fresh blocks cost in page faults
+    assert faults("off") > pages // 2  # every block mapped afresh, every page faulted in
+    assert faults("on") < pages // 50  # kept in the heap: reused without the kernel
