@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import build_data, load_config
+from bench.run import build_data, config_overrides, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,27 +34,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
-    import yaml
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from lmpipe.engine.distributed import Dist
     from lmpipe.engine.loop import train
     from lmpipe.engine.objectives import MaskedLM
     from lmpipe.modeling import build_masked_lm
-    from lmpipe.params import params_from_dict
     from lmpipe.tokenization import load_tokenizer
 
-    _, raw, _ = load_config()
-    if args.architecture:
-        raw.setdefault("model", {})["architecture"] = args.architecture
-    for item in args.set:
-        key, _, value = item.partition("=")
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    params = params_from_dict(raw)
+    params = load_config(overrides=config_overrides(parser, args))[0]
     cuda = args.device == "cuda"
     with tempfile.TemporaryDirectory(prefix="lmpipe-profile-") as tmp:
         build_data(params, Path(tmp))

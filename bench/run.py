@@ -87,13 +87,15 @@ MASKED_LM_NAMES = {"modernbert": "ModernBertForMaskedLM", "bert": "BertForMasked
 # --------------------------------------------------------------------------------------------- config + data
 
 
-def load_config(path: str | None = None, rev: str | None = None) -> tuple[object, dict, str]:
+def load_config(path: str | None = None, rev: str | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> tuple[object, dict, str]:
     """The pretraining config, read once: params.yaml of the working tree (default), another file, or params.yaml
-    at a git revision (`--params-rev HEAD`: the committed default, whatever is being edited in the workspace).
+    at a git revision (`--params-rev HEAD`: the committed default, whatever is being edited in the workspace),
+    with `KEY=VALUE` overrides (YAML values) applied and the result validated like params.yaml.
     Returns (params, the raw dict the workers rebuild it from, a description)."""
     import yaml
 
-    from lmpipe.params import params_from_dict
+    from lmpipe.params import params_from_dict, set_dotted
 
     if rev:
         text = subprocess.run(["git", "show", f"{rev}:params.yaml"], cwd=ROOT, check=True, capture_output=True,
@@ -107,6 +109,11 @@ def load_config(path: str | None = None, rev: str | None = None) -> tuple[object
             raw, source = yaml.safe_load(file.read_text()) or {}, str(file.relative_to(ROOT) if file.is_relative_to(ROOT) else file)
         else:
             raw, source = {}, "lmpipe.params defaults"
+    for item in overrides:
+        key, _, value = item.partition("=")
+        set_dotted(raw, key, yaml.safe_load(value))
+    if overrides:
+        source += " with " + " ".join(overrides)
     return params_from_dict(raw), raw, source
 
 
@@ -721,6 +728,14 @@ def _kept_analysis(path: Path) -> str:
 
 
 
+def config_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """`--architecture` and `--set` as KEY=VALUE overrides of params.yaml (a malformed one is a usage error)."""
+    for item in args.set:
+        if "=" not in item:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+    return ([f"model.architecture={args.architecture}"] if args.architecture else []) + list(args.set)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps per row (default 60, quick 15)")
@@ -768,28 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     args.peak_n = 8192 if args.device == "cuda" else 1024 if args.quick else 2048
     bench_start = time.perf_counter()
     command = "python -m bench.run" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    params, raw_params, config_source = load_config(args.params, args.params_rev)
-    if args.architecture:
-        from lmpipe.params import params_from_dict
-
-        raw_params.setdefault("model", {})["architecture"] = args.architecture
-        params, config_source = params_from_dict(raw_params), f"{config_source} with model.architecture={args.architecture}"
-    if args.set:
-        import yaml
-
-        from lmpipe.params import params_from_dict
-
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                parser.error(f"--set {item!r}: expected KEY=VALUE")
-            *parents, leaf = key.split(".")
-            node = raw_params
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = yaml.safe_load(value)
-        params = params_from_dict(raw_params)  # validated like params.yaml: a bad key fails here, with its path
-        config_source += " with " + " ".join(args.set)
+    params, raw_params, config_source = load_config(args.params, args.params_rev, config_overrides(parser, args))
     tcfg = params.pretrain.train
     args.lr, args.warmup_frac, args.wd = tcfg.lr, tcfg.warmup, tcfg.weight_decay
     args.betas, args.clip = list(tcfg.betas), tcfg.max_grad_norm or 0.0
