@@ -16,10 +16,9 @@ from lmpipe import runtime
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.loop import train
 from lmpipe.finetuning import (GradualUnfreezing, apply_strategy, base_source, check_stage_setup,
-                               effective_max_length, encode_split, layer_lr_scale, make_objective, save_finetuned,
-                               trainable_counts, unfreeze_period_steps)
+                               encode_split, layer_lr_scale, make_objective, save_finetuned, unfreeze_period_steps)
 from lmpipe.io import read_json
-from lmpipe.modeling import load_classifier
+from lmpipe.modeling import count_parameters, effective_max_length, load_classifier
 from lmpipe.params import to_dict
 from lmpipe.tracking import Tracker
 
@@ -50,7 +49,7 @@ def main() -> None:
         train_ids, train_labels = encode_split(tokenizer, f"{RAW}/train.parquet", max_length, cfg)
         val_ids, val_labels = encode_split(tokenizer, f"{RAW}/validation.parquet", max_length, cfg)
         model = apply_strategy(model, cfg, section)
-        trainable, total = trainable_counts(model)
+        trainable, total = count_parameters(model)
         on_step = None
         if cfg.strategy == "gradual_unfreezing":
             on_step = GradualUnfreezing(model, unfreeze_period_steps(cfg, len(train_ids)))

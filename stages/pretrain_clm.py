@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from lmpipe import runtime
 from lmpipe.clm import build_gpt2, describe, load_causal_lm
@@ -12,7 +13,7 @@ from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.causal_lm import CausalLM, target_bytes
 from lmpipe.engine.loop import train
-from lmpipe.modeling import count_parameters, save_model
+from lmpipe.modeling import count_parameters, require_tracked, save_model
 from lmpipe.params import to_dict
 from lmpipe.tokenization import load_tokenizer, read_blocks
 from lmpipe.tracking import Tracker
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         if params.base_model is None:
             model = build_gpt2(params.model, tokenizer)
         else:
+            require_tracked(params.base_model, "base_model")
             model = load_causal_lm(params.base_model, params.model.context_length)
         if model.config.vocab_size < len(tokenizer):
             raise ValueError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the tokenizer's "
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
                  train_blocks.shape[1])
         objective = CausalLM(model, train_blocks, heldout_blocks,
                              eval_bytes=target_bytes(tokenizer, heldout_blocks, tokenizer.eos_token_id))
-        fingerprint = checkpoint.fingerprint("pretrain-clm", logged, [TOKENIZER, TOKENIZED])
+        local_base = [params.base_model] if params.base_model and Path(params.base_model).is_dir() else []
+        fingerprint = checkpoint.fingerprint("pretrain-clm", logged, [TOKENIZER, TOKENIZED] + local_base)
         result = train(objective, cfg.train, lr=cfg.train.lr, seed=params.seed, dist_info=info, tracker=tracker,
                        checkpoint_dir=runtime.checkpoint_dir("pretrain-clm", fingerprint), desc="pretrain-clm")
         if info.is_main:

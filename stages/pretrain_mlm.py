@@ -12,7 +12,8 @@ from lmpipe import runtime
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import MaskedLM
-from lmpipe.modeling import build_masked_lm, count_parameters, load_masked_lm, require_tracked, save_model
+from lmpipe.modeling import (build_masked_lm, count_parameters, effective_max_length, load_masked_lm,
+                             require_tracked, save_model)
 from lmpipe.params import Params, to_dict
 from lmpipe.tokenization import load_tokenizer, pack_blocks, read_blocks, split_heldout
 from lmpipe.tracking import Tracker
@@ -34,7 +35,7 @@ def model_and_data(params: Params):
     model = load_masked_lm(cfg.init_from, cfg.init_revision)
     corpus = pd.read_parquet(CORPUS)["text"].tolist()
     train_docs, heldout_docs = split_heldout(corpus, params.tokenizer.heldout_fraction, params.seed)
-    length = min(params.tokenizer.max_length, model.config.max_position_embeddings)
+    length = effective_max_length(params.tokenizer.max_length, tokenizer, model)
     return (model, tokenizer, pack_blocks(tokenizer, train_docs, length), pack_blocks(tokenizer, heldout_docs, length),
             [CORPUS] + ([cfg.init_from] if Path(cfg.init_from).is_dir() else []))  # a hub id: its name is in params
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -26,7 +27,7 @@ import clm_worker as cw
 import engine_worker as ew
 from lmpipe.clm import evaluate, pack_documents
 from lmpipe.engine import checkpoint
-from lmpipe.engine.causal_lm import causal_mask, target_bytes
+from lmpipe.engine.causal_lm import target_bytes
 from lmpipe.engine.distributed import Dist
 from lmpipe.engine.loop import train
 from lmpipe.generate import Sampling, generate, main as generate_main
@@ -100,12 +101,21 @@ def test_engine_applies_a_causal_mask_even_with_custom_attention(data):
     ids = torch.from_numpy(heldout[:2])
     changed = ids.clone()
     changed[:, -1] = (changed[:, -1] + 1) % len(tokenizer)  # only the last target differs
-    a, b = objective({"input_ids": ids}), objective({"input_ids": changed})
-    def logits(x):
-        return objective.model(input_ids=x, attention_mask=causal_mask(x)).logits[:, :-1]
 
-    assert torch.equal(logits(ids), logits(changed))
-    assert a["loss_sum"].item() != b["loss_sum"].item()
+    def logits(x):  # what the swapped-in attention computes when the caller passes no mask
+        return objective.model(input_ids=x).logits.float()
+
+    def last_target_loss(lg, x):
+        return F.cross_entropy(lg[:, -2], x[:, -1], reduction="sum")
+
+    with torch.no_grad():
+        la, lb = logits(ids), logits(changed)
+        a, b = objective({"input_ids": ids}), objective({"input_ids": changed})
+    assert torch.equal(la[:, :-1], lb[:, :-1])  # no position sees the changed last token
+    # the objective's loss moves by exactly the last target's term: nothing earlier saw the future either
+    expected = (last_target_loss(la, ids) - last_target_loss(lb, changed)).item()
+    assert (a["loss_sum"] - b["loss_sum"]).item() == pytest.approx(expected, abs=1e-3)
+    assert abs(expected) > 1e-3
 
 
 # --------------------------------------------------------------------------------------------- training

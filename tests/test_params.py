@@ -90,3 +90,12 @@ def test_integral_float_accepted_for_int_and_bool_rejected():
         params_from_dict({"seed": True})
     with pytest.raises(ParamsError, match="tokenizer.lowercase: expected bool"):
         params_from_dict({"tokenizer": {"lowercase": "yes"}})
+
+
+def test_freeze_layers_bound_uses_model_layers_only_for_this_projects_encoder():
+    deep = {"strategy": "freeze_bottom", "freeze_layers": 8}
+    with pytest.raises(ParamsError, match="freeze_finetune.freeze_layers"):
+        params_from_dict({"freeze_finetune": deep})  # model.layers is 4: checked here
+    # pretrained from another model (e.g. 12-layer bert-base): model.layers says nothing; checked on load
+    params = params_from_dict({"pretrain": {"init_from": "bert-base-uncased"}, "freeze_finetune": deep})
+    assert params.freeze_finetune.freeze_layers == 8

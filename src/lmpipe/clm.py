@@ -7,7 +7,6 @@ Face directories (AutoTokenizer, AutoModelForCausalLM).
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Sequence
 
 import numpy as np
@@ -20,7 +19,6 @@ from .clm_params import ClmTokenizerParams, GPTParams
 from .engine.causal_lm import CausalLM
 from .tokenization import encode_texts
 
-log = logging.getLogger(__name__)
 
 
 def train_bpe_tokenizer(texts: Sequence[str], cfg: ClmTokenizerParams, context_length: int) -> PreTrainedTokenizerFast:

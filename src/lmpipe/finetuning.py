@@ -13,27 +13,25 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import re
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .engine.objectives import Classification
 from .io import atomic_path, read_json, write_json
-from .modeling import TRACKED_MODEL_ROOT, load_classifier, require_tracked  # noqa: F401 (re-exported)
+from .modeling import load_classifier, require_tracked
 from .params import FinetuneParams, LoraParams, ParamsError
 
 log = logging.getLogger(__name__)
 
 # ModernBERT's classifier puts a `head` (dense + norm, initialised from its MLM head) before `classifier`.
-HEAD_PATTERN = re.compile(r"(^|\.)(pooler|classifier|score|pre_classifier|head)\.")
 HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "score", "head")
+HEAD_PATTERN = re.compile(rf"(^|\.)({'|'.join(HEAD_MODULES)})\.")
 LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")  # BERT/RoBERTa: encoder.layer.N; ModernBERT: layers.N
 ADAPTER_DIR = "adapter"  # models/<stage>/adapter: the LoRA adapter with the head (peft format)
 PREPROCESSING_FILE = "lmpipe_preprocessing.json"  # how the model's inputs were encoded (for evaluation)
@@ -128,7 +126,7 @@ class GradualUnfreezing:
             if is_head(name):
                 self.head.append(name)
             else:
-                self.groups[min(layers - d, layers) if d <= layers else 0].append(name)
+                self.groups[max(layers - d, 0)].append(name)
         self.unfrozen: int | None = None
 
     def unfrozen_groups(self, step: int) -> int:
@@ -221,18 +219,6 @@ def load_lora_classifier(base: str | Path, adapter: str | Path, label_names: lis
 # --------------------------------------------------------------------------------------------- counting, saving
 
 
-def trainable_counts(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameters; for a peft model the total counts the head once (peft keeps a frozen
-    copy of every module it trains in full) and includes the adapters."""
-    trainable = total = 0
-    for name, param in model.named_parameters():
-        if ".original_module." in name:
-            continue
-        total += param.numel()
-        trainable += param.numel() if param.requires_grad else 0
-    return trainable, total
-
-
 def plain_model(model: nn.Module) -> PreTrainedModel:
     """A plain transformers model with the same function: LoRA merged into the weights (on a copy)."""
     model = getattr(model, "module", model)  # unwrap DDP
@@ -274,47 +260,15 @@ def class_weights(spec: str | list[float] | None, labels: np.ndarray, num_labels
     return torch.tensor(spec, dtype=torch.float32)
 
 
-class WeightedClassification(Classification):
-    """Classification whose training loss weights each example by its class; evaluation stays unweighted
-    so validation loss means the same with and without weights."""
-
-    def __init__(self, *args, weights: torch.Tensor, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.register_buffer("class_weights", weights, persistent=False)  # moves with .to(device)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if not self.training:
-            return super().forward(batch)
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        labels = batch["labels"]
-        # Summed, weighted per example: the engine divides by the example count, as for the plain loss.
-        loss = (F.cross_entropy(logits, labels, reduction="none") * self.class_weights[labels]).sum()
-        predictions = logits.argmax(-1)
-        return {"loss_sum": loss, "targets": torch.tensor(len(labels)), "correct": (predictions == labels).sum(),
-                "confusion": torch.bincount(labels * self.num_labels + predictions,
-                                            minlength=self.num_labels ** 2).view(self.num_labels, self.num_labels)}
-
-
 def make_objective(model: nn.Module, train_ids: list[np.ndarray], train_labels: np.ndarray,
                    val_ids: list[np.ndarray], val_labels: np.ndarray, *, num_labels: int, pad_token_id: int,
                    cfg: FinetuneParams, section: str = "finetune") -> Classification:
     weights = class_weights(cfg.class_weights, train_labels, num_labels, f"{section}.class_weights")
-    kwargs = dict(num_labels=num_labels, pad_token_id=pad_token_id, select_metric=cfg.metric)
-    if weights is None:
-        return Classification(model, train_ids, train_labels, val_ids, val_labels, **kwargs)
-    return WeightedClassification(model, train_ids, train_labels, val_ids, val_labels, weights=weights, **kwargs)
+    return Classification(model, train_ids, train_labels, val_ids, val_labels, num_labels=num_labels,
+                          pad_token_id=pad_token_id, select_metric=cfg.metric, class_weights=weights)
 
 
 # --------------------------------------------------------------------------------------------- starting points
-
-
-def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
-    """The requested length, capped by what the model's positions allow (e.g. 512 for bert-base)."""
-    limit = getattr(tokenizer, "model_max_length", None) or math.inf
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if positions is not None and model.config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
-        positions -= (model.config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
-    return int(min(requested, limit if limit < 1e9 else math.inf, positions or math.inf))
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -160,7 +161,21 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """(trainable, total) parameter counts; for a peft model the total counts the head once (peft keeps a
+    frozen copy of every module it trains in full) and includes the adapters."""
+    trainable = total = 0
+    for name, param in model.named_parameters():
+        if ".original_module." in name:
+            continue
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
     return trainable, total
+
+
+def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
+    """The requested length, capped by what the model's positions allow (e.g. 512 for bert-base)."""
+    limit = getattr(tokenizer, "model_max_length", None) or math.inf
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and model.config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
+        positions -= (model.config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
+    return int(min(requested, limit if limit < 1e9 else math.inf, positions or math.inf))

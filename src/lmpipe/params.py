@@ -259,7 +259,6 @@ class LoraParams:
             _require(len(self.target_modules) > 0, f"{path}.target_modules", "must name at least one module or be null")
 
 
-STRATEGIES = ("full", "frozen_encoder", "freeze_embeddings", "freeze_bottom", "gradual_unfreezing", "lora")
 BASE_MODEL_KEYWORDS = ("pretrained", "scratch")
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -367,8 +366,10 @@ class Params:
                  f"must be >= tokenizer.max_length ({self.tokenizer.max_length})")
         for section in FINETUNE_SECTIONS:
             ft: FinetuneParams = getattr(self, section)
-            # model.layers describes this project's encoder only; another base model is checked on load.
-            if ft.strategy == "freeze_bottom" and ft.base_model in BASE_MODEL_KEYWORDS:
+            # model.layers describes this project's encoder only; another base model (also one pretrained from
+            # pretrain.init_from) is checked on load.
+            own_encoder = ft.base_model == "scratch" or (ft.base_model == "pretrained" and self.pretrain.init_from is None)
+            if ft.strategy == "freeze_bottom" and own_encoder:
                 _require(1 <= ft.freeze_layers <= self.model.layers, f"{section}.freeze_layers",
                          f"must be in [1, model.layers={self.model.layers}] for strategy freeze_bottom")
             elif ft.strategy == "freeze_bottom":

@@ -58,10 +58,6 @@ class CausalLM(BlockObjective):
         ids = batch["input_ids"]
         return ids.shape[0] * (ids.shape[1] - 1)  # every position but the last predicts the next token
 
-    @staticmethod
-    def count_tokens(batch: dict[str, torch.Tensor]) -> int:
-        return batch["input_ids"].numel()
-
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ids = batch["input_ids"]
         kwargs = {}

@@ -189,8 +189,11 @@ class Classification(Objective):
 
     def __init__(self, model: nn.Module, train_ids: list[np.ndarray], train_labels: np.ndarray,
                  eval_ids: list[np.ndarray], eval_labels: np.ndarray, *, num_labels: int, pad_token_id: int,
-                 select_metric: str = "accuracy"):
+                 select_metric: str = "accuracy", class_weights: torch.Tensor | None = None):
         super().__init__(model)
+        # Weights the training loss per class; evaluation stays unweighted, so validation loss means the same
+        # with and without them. A buffer, so it moves with .to(device).
+        self.register_buffer("class_weights", class_weights, persistent=False)
         self.train_ids, self.train_labels = train_ids, torch.as_tensor(train_labels, dtype=torch.int64)
         self.eval_ids, self.eval_labels = eval_ids, torch.as_tensor(eval_labels, dtype=torch.int64)
         self.num_labels = num_labels
@@ -232,7 +235,9 @@ class Classification(Objective):
         predictions = logits.argmax(-1)
         confusion = torch.bincount(labels * self.num_labels + predictions, minlength=self.num_labels ** 2)
         return {
-            "loss_sum": F.cross_entropy(logits, labels, reduction="sum"),
+            # summed: each example weighted by its class (when weighted), the engine divides by the count
+            "loss_sum": F.cross_entropy(logits, labels, weight=self.class_weights if self.training else None,
+                                        reduction="sum"),
             "targets": torch.tensor(len(labels)),
             "correct": (predictions == labels).sum(),
             "confusion": confusion.view(self.num_labels, self.num_labels),
