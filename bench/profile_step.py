@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=30, help="operators shown per table")
     parser.add_argument("--architecture", default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--by-shape", action="store_true", help="also a table grouped by operator and input shapes")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     if cuda:
         print(averages.table(sort_by="self_device_time_total", row_limit=args.rows))
+    if args.by_shape:
+        print(prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=args.rows,
+            max_name_column_width=30, max_shapes_column_width=90))
     return 0
 
 

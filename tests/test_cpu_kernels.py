@@ -31,8 +31,50 @@ def test_dropout_mask_has_the_requested_rate_and_keeps_the_expectation():
     assert abs((mask == 0).float().mean().item() - 0.1) < 0.002
     assert abs(mask.mean().item() - 1.0) < 0.003
     assert torch.unique(mask).tolist() == [0.0, pytest.approx(1 / 0.9)]
+    # every 16-bit lane of a 64-bit draw is random, the top one (the int64 sign bit) included
+    lane_rates = (mask.view(-1, 4) == 0).float().mean(dim=0)
+    assert torch.all((lane_rates - 0.1).abs() < 0.004), lane_rates
     torch.manual_seed(0)
     assert torch.equal(dropout_keep_mask(x, 0.1), mask)  # the global generator makes it reproducible
+
+
+def _modernbert_with_fast_kernels(tokenizer, fused: bool, dropout: float):
+    # a wide init makes attention peaked, so q and k get gradients of the same order as v
+    cfg = ModelParams(architecture="modernbert", layers=2, hidden=32, heads=2, intermediate=64, max_position=32,
+                      dropout=dropout, attention_dropout=dropout, init_std=0.3)
+    torch.manual_seed(0)
+    model = build_masked_lm(cfg, tokenizer).train()
+    use_fast_cpu_kernels(model)
+    blocks = [m for m in model.modules() if type(m).__name__ in ("FastModernBertAttention", "FastModernBertMLP")]
+    assert len(blocks) == 2 * cfg.layers
+    if not fused:  # back to transformers' own blocks; dropouts and attention function stay the fast ones
+        for module in blocks:
+            module.__class__ = type(module).__mro__[1]
+    return model
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_fused_modernbert_blocks_give_transformers_gradients(tokenizer, dropout):
+    ids = torch.randint(5, len(tokenizer), (3, 16))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    results = []
+    for fused in (False, True):
+        model = _modernbert_with_fast_kernels(tokenizer, fused, dropout)
+        torch.manual_seed(1)  # the same dropout masks, drawn in the same order
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        logits.pow(2).mean().backward()
+        results.append((logits.detach(), {name: p.grad for name, p in model.named_parameters()}))
+    (logits_hf, grads_hf), (logits_fused, grads_fused) = results
+    torch.testing.assert_close(logits_fused, logits_hf, atol=1e-6 * logits_hf.abs().max().item(), rtol=1e-5)
+    assert grads_fused.keys() == grads_hf.keys()
+    for name, grad in grads_hf.items():
+        # Wqkv's rows are q, k and v: each part against its own scale
+        for part, (fused_part, hf_part) in enumerate(zip(grads_fused[name].chunk(3 if "Wqkv" in name else 1),
+                                                         grad.chunk(3 if "Wqkv" in name else 1))):
+            assert hf_part.abs().max() > 0, (name, part)
+            torch.testing.assert_close(fused_part, hf_part, atol=1e-5 * hf_part.abs().max().item(), rtol=1e-4,
+                                       msg=f"{name} part {part}")
 
 
 @pytest.mark.parametrize("architecture", ["bert", "roberta-prelayernorm", "modernbert"])

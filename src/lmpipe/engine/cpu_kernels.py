@@ -1,10 +1,15 @@
-"""Faster CPU training for Hugging Face encoders: cheap dropout masks and bf16 matmul attention.
+"""Faster CPU training for Hugging Face encoders: cheap dropout masks, bf16 matmul attention, and fewer memory
+passes in ModernBERT's attention and GeGLU blocks.
 
 Measured on the 2-core AVX-512-bf16 CPU (bench/RESULTS.md): torch's CPU dropout draws one mt19937 number per
 element on one thread (`bernoulli_`, a quarter of a pretraining step), and SDPA with dropout > 0 takes its
 math path, which upcasts q, k and v to fp32. Here a dropout mask costs one 64-bit draw per 4 elements and
 attention runs its two matmuls in the autocast dtype with an fp32 softmax. Both draw from torch's global
 generator, so seeding and checkpointed RNG states keep runs reproducible and resumable.
+
+On a CPU every elementwise op is a pass over memory. ModernBERT's rotary embedding makes ~16 such passes over q
+and k (fp32 copies, `rotate_half`'s cat, casts back), and autograd concatenates the GeGLU gradients; the two
+autograd functions below compute the same values in 4 passes and write gradients in place.
 
 Only the modules change: parameters and the saved Hugging Face directory are exactly those of the original
 model (the attention function is chosen at run time, not written to config.json).
@@ -17,23 +22,25 @@ import logging
 import sys
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
 ATTENTION_NAME = "lmpipe_cpu"
-_LANE_BITS = 15
+_LANE_BITS = 16
 
 
 def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """A keep-mask already scaled by 1/(1-p): four 15-bit lanes of one int64 draw per element quadruple
-    (15, because `random_()` leaves an int64's sign bit 0, so the top lane has only 15 random bits).
+    """A keep-mask already scaled by 1/(1-p): four 16-bit lanes of one 64-bit draw per element quadruple.
 
-    The drop probability is round(p * 2^15) / 2^15 (p = 0.1 gives 0.100006)."""
+    The drop probability is round(p * 2^16) / 2^16 (p = 0.1 gives 0.100006). The compare's bool result is
+    converted through uint8 because torch's CPU bool -> bf16 cast is ~10x slower than uint8 -> bf16."""
     n = x.numel()
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
+    # from=int64 min with no `to` draws all 64 bits; the default range leaves the sign bit 0
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
     lanes = bits.view(torch.int16)[:n].view(x.shape)
-    keep = (lanes & 0x7FFF) >= int(round(p * 2**_LANE_BITS))
-    return keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+    keep = lanes >= int(round(p * 2**_LANE_BITS)) - 2 ** (_LANE_BITS - 1)
+    return keep.view(torch.uint8).to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 class FastDropout(nn.Module):
@@ -55,11 +62,16 @@ class FastDropout(nn.Module):
 def matmul_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                      **kwargs) -> tuple[torch.Tensor, None]:
-    """Attention as two matmuls in the input dtype, an fp32 softmax and the cheap dropout mask.
+    """Attention as two matmuls in the input dtype, a softmax and the cheap dropout mask.
 
-    Same signature and output layout ([batch, seq, heads, head_dim]) as transformers' attention functions."""
+    The softmax runs on the scores' dtype: torch's CPU softmax computes bf16 inputs in fp32 and rounds once, so
+    the forward equals an fp32 softmax of the (already bf16) scores; only its backward reads the rounded
+    probabilities. Same signature and output layout ([batch, seq, heads, head_dim]) as transformers'
+    attention functions."""
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
-    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling
+    scores = torch.matmul(query, key.transpose(2, 3))
+    if scaling != 1.0:
+        scores = scores * scaling
     is_causal = kwargs.get("is_causal")
     is_causal = getattr(module, "is_causal", False) if is_causal is None else is_causal
     if attention_mask is None and is_causal and query.shape[2] > 1:
@@ -71,11 +83,133 @@ def matmul_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
         if attention_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + attention_mask[..., : key.shape[-2]].float()
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+            mask = attention_mask[..., : key.shape[-2]]
+            scores = scores + mask.clamp(min=torch.finfo(scores.dtype).min).to(scores.dtype)
+    probs = torch.softmax(scores, dim=-1)
     if dropout > 0 and module.training:
         probs = probs * dropout_keep_mask(probs, dropout)
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, out: torch.Tensor) -> None:
+    """out = x * cos + swap_halves(x) * signed_sin, computed in fp32 (as transformers' rotary embedding is):
+    signed_sin [-s1, s2] gives the rotation, [s2, -s1] its transpose (the backward). x, out: [..., D] in any
+    layout; cos, signed_sin: fp32, broadcastable to x."""
+    half = x.shape[-1] // 2
+    x = x.float()
+    swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+    out.copy_(x.mul_(cos).addcmul_(swapped, signed_sin))
+
+
+def _signed_sins(sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_rotate`'s sin factors for the rotation ([-s1, s2]) and for its transpose ([s2, -s1])."""
+    first, second = sin.chunk(2, dim=-1)
+    return torch.cat((-first, second), dim=-1), torch.cat((second, -first), dim=-1)
+
+
+class _RotaryQKV(torch.autograd.Function):
+    """ModernBERT's fused qkv projection [B, S, 3*H*D] -> q, k, v as contiguous [B, H, S, D], q and k rotated in
+    fp32 as transformers does, q also multiplied by the attention scaling (so the scores need no extra pass).
+    The backward writes all three gradients into one [B, S, 3*H*D] tensor."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int, q_scale: float):
+        batch, seq, _ = qkv.shape
+        x = qkv.view(batch, seq, 3, heads, -1)
+        cos = cos.float().unsqueeze(2)  # [B or 1, S, 1, D]
+        sin, sin_transposed = _signed_sins(sin.float().unsqueeze(2))
+        q, k, v = (torch.empty(batch, heads, seq, x.shape[-1], dtype=qkv.dtype, device=qkv.device) for _ in range(3))
+        _rotate(x[:, :, 0], cos * q_scale, sin * q_scale, q.transpose(1, 2))
+        _rotate(x[:, :, 1], cos, sin, k.transpose(1, 2))
+        v.transpose(1, 2).copy_(x[:, :, 2])
+        ctx.save_for_backward(cos, sin_transposed)
+        ctx.q_scale = q_scale
+        return q, k, v
+
+    @staticmethod
+    def backward(ctx, grad_q, grad_k, grad_v):
+        cos, sin_transposed = ctx.saved_tensors
+        present = next(g for g in (grad_q, grad_k, grad_v) if g is not None)
+        batch, heads, seq, dim = present.shape
+        grad = torch.empty(batch, seq, 3, heads, dim, dtype=present.dtype, device=present.device)
+        for index, g, scale in ((0, grad_q, ctx.q_scale), (1, grad_k, 1.0), (2, grad_v, None)):
+            if g is None:
+                grad[:, :, index].zero_()
+            elif scale is None:
+                grad[:, :, index].copy_(g.transpose(1, 2))
+            else:
+                _rotate(g.transpose(1, 2), cos * scale, sin_transposed * scale, grad[:, :, index])
+        return grad.view(batch, seq, -1), None, None, None, None
+
+
+class _GeGLUDropout(torch.autograd.Function):
+    """dropout(gelu(input) * gate) from the [..., 2I] output of ModernBERT's Wi (input, gate = its two halves).
+    The GELU and its backward run on a contiguous copy of `input` (torch's CPU kernels are ~3x slower on the
+    strided half), and the backward writes both halves' gradients into one [..., 2I] tensor, where autograd's
+    chunk backward would concatenate."""
+
+    @staticmethod
+    def forward(ctx, projected: torch.Tensor, p: float, approximate: str):
+        inputs, gate = projected.chunk(2, dim=-1)
+        inputs = inputs.contiguous()
+        activated = F.gelu(inputs, approximate=approximate)
+        out = activated * gate
+        mask = None
+        if p > 0:
+            mask = dropout_keep_mask(out, p)
+            out.mul_(mask)
+        ctx.approximate = approximate
+        ctx.save_for_backward(inputs, gate, activated, mask)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        inputs, gate, activated, mask = ctx.saved_tensors
+        if mask is not None:
+            grad_out = grad_out * mask
+        grad = grad_out.new_empty(*grad_out.shape[:-1], 2 * grad_out.shape[-1])
+        grad_inputs, grad_gate = grad.chunk(2, dim=-1)
+        torch.mul(grad_out, activated, out=grad_gate)
+        grad_inputs.copy_(torch.ops.aten.gelu_backward(grad_out * gate, inputs, approximate=ctx.approximate))
+        return grad, None, None
+
+
+def _gelu_approximation(act: nn.Module) -> str | None:
+    """torch's name for `act`'s GELU ('none' or 'tanh'), or None when it is another function."""
+    from transformers.activations import GELUActivation
+
+    if isinstance(act, nn.GELU):
+        return act.approximate
+    if type(act) is GELUActivation and act.act is F.gelu:
+        return "none"
+    return None
+
+
+def _modernbert_fast_classes() -> dict[type, type]:
+    """ModernBERT's attention and MLP classes -> subclasses whose forward uses the functions above (same
+    parameters, same values up to float rounding). Swapped by class, so state dicts and saving are unchanged."""
+    from transformers.models.modernbert.modeling_modernbert import ModernBertAttention, ModernBertMLP
+
+    class FastModernBertAttention(ModernBertAttention):
+        def forward(self, hidden_states, position_embeddings=None, attention_mask=None, **kwargs):
+            if self.config._attn_implementation != ATTENTION_NAME or position_embeddings is None:
+                return super().forward(hidden_states, position_embeddings, attention_mask, **kwargs)
+            cos, sin = position_embeddings
+            query, key, value = _RotaryQKV.apply(self.Wqkv(hidden_states), cos, sin,
+                                                 self.config.num_attention_heads, self.head_dim ** -0.5)
+            attended, _ = matmul_attention(self, query, key, value, attention_mask, scaling=1.0,
+                                           dropout=self.attention_dropout if self.training else 0.0)
+            return self.out_drop(self.Wo(attended.reshape(*hidden_states.shape[:-1], -1))), None
+
+    class FastModernBertMLP(ModernBertMLP):
+        def forward(self, hidden_states):
+            approximate = _gelu_approximation(self.act)
+            if approximate is None:
+                return super().forward(hidden_states)
+            p = self.drop.p if self.training and isinstance(self.drop, (nn.Dropout, FastDropout)) else 0.0
+            return self.Wo(_GeGLUDropout.apply(self.Wi(hidden_states), p, approximate))
+
+    return {ModernBertAttention: FastModernBertAttention, ModernBertMLP: FastModernBertMLP}
 
 
 def _register() -> None:
@@ -106,13 +240,21 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
 
 
-def use_fast_cpu_kernels(model: nn.Module) -> int:
-    """Swap `model`'s dropouts and attention for the CPU versions above, in place, and keep freed memory in
-    the process (`keep_freed_memory`); returns how many dropouts were swapped. Models that do not take a custom
-    attention function keep their own (and still get the dropouts)."""
+def use_fast_cpu_kernels(model: nn.Module, fuse_blocks: bool = True) -> int:
+    """Swap `model`'s dropouts and attention for the CPU versions above (and, with `fuse_blocks`, ModernBERT's
+    attention and MLP blocks for their fused subclasses), in place, and keep freed memory in the process
+    (`keep_freed_memory`); returns how many dropouts were swapped. Models that do not take a custom attention
+    function keep their own (and still get the dropouts).
+
+    Under torch.compile pass fuse_blocks=False: inductor fuses transformers' own blocks better than it traces
+    the autograd functions (bench/RESULTS.md)."""
     keep_freed_memory()
     swapped = 0
+    fast_classes = _modernbert_fast_classes() if fuse_blocks else {}
     for module in list(model.modules()):
+        fast = fast_classes.get(type(module))
+        if fast is not None:
+            module.__class__ = fast
         for name, child in list(module.named_children()):
             if type(child) is nn.Dropout:
                 setattr(module, name, FastDropout(child.p).train(child.training))

@@ -157,7 +157,7 @@ def train(
     autocast_dtype = resolve_precision(cfg.precision, device)
     torch.manual_seed(seed)
     if device.type == "cpu" and cfg.fast_cpu_kernels:
-        use_fast_cpu_kernels(objective.model)
+        use_fast_cpu_kernels(objective.model, fuse_blocks=not cfg.compile)
     objective.to(device)
     optimizer = build_optimizer(param_groups(objective.model, lr, cfg.weight_decay, lr_scale), cfg, device)
     budget = Budget(cfg, objective.train_size)
