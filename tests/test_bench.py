@@ -1,4 +1,4 @@
-"""bench/run.py's bookkeeping: GPU timing with recompiles excluded, and --set validated like params.yaml."""
+"""bench/run.py's bookkeeping: GPU timing with recompiles excluded, --set validated like params.yaml, rounds."""
 
 from __future__ import annotations
 
@@ -25,3 +25,16 @@ def test_set_overrides_are_validated_with_their_key_path():
         main(["--no-write", "--set", "model.heads=3"])  # 256 hidden is not divisible by 3 heads
     with pytest.raises(SystemExit):
         main(["--no-write", "--set", "model.layers"])  # not KEY=VALUE
+
+
+def test_repeated_rounds_report_the_median_round_and_every_rounds_ratio():
+    from bench.run import median_round, round_ratios
+
+    ours = median_round([{"tokens_per_s": v, "round": i, "step_s_median": 1 / v} for i, v in enumerate([30, 10, 20])])
+    assert ours["tokens_per_s"] == 20 and ours["step_s_median"] == 1 / 20  # the whole median round is kept
+    assert ours["round_tokens_per_s"] == [30, 10, 20]
+    assert median_round([{"tokens_per_s": v, "round": i} for i, v in enumerate([4, 1, 3, 2])])["tokens_per_s"] == 2
+    theirs = median_round([{"tokens_per_s": v, "round": i} for i, v in enumerate([10, 5])])  # round 2 failed
+    assert round_ratios(ours, theirs) == [3.0, 2.0]  # paired by round, not by position
+    single = {"tokens_per_s": 8.0}  # a row from before rounds existed (--from-json of an old run)
+    assert round_ratios(single, {"tokens_per_s": 4.0}) == [2.0]
