@@ -176,7 +176,7 @@ class TrainParams:
     max_grad_norm: float | None = 1.0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
-    fast_cpu_kernels: bool = True  # on CPU: cheap dropout masks, bf16 matmul attention, fused ModernBERT blocks
+    fast_cpu_kernels: bool = True  # on CPU: cheap dropout masks and bf16 matmul attention (engine/cpu_kernels.py)
     group_by_length: bool = True  # batch variable-length examples of similar length (less padding)
     eval_every: int = 100  # optimizer steps; fine-tuning also evaluates at every epoch end
     eval_batches: int | None = None  # cap on evaluation batches; null: the whole evaluation set
