@@ -53,6 +53,7 @@ def _fill_keep_mask(out: np.ndarray, start: int, seed: int, draws: int, threshol
     np.multiply(np.greater_equal(lanes, threshold), scale_bits, out=out[start: start + lanes.size])
 
 
+@torch.compiler.disable  # numpy and threads: runs eagerly, a clean graph break under torch.compile
 def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     """A keep-mask already scaled by 1/(1-p), from one random 16-bit lane per element (four per 64-bit draw).
 
