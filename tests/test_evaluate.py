@@ -121,11 +121,6 @@ def test_missing_inputs_are_named_with_the_stage_that_writes_them(tmp_path, monk
         evaluation.require_files({"here.json": "x", "models/finetune/config.json": "finetune"})
 
 
-def test_split_mismatch_is_an_error():
-    with pytest.raises(ValueError, match="data/raw/test.parquet: labels differ"):
-        evaluation.check_split("data/raw/test.parquet", np.array([0, 1]), np.array([1, 0]))
-
-
 # ------------------------------------------------------------------------------------------- MLflow model
 
 

@@ -29,13 +29,6 @@ def require_files(paths: Mapping[str, str]) -> None:
                                 + ". Run `dvc repro evaluate` to build them first.")
 
 
-def check_split(split_path: str, raw_labels: np.ndarray, tokenized_labels: np.ndarray) -> None:
-    """The raw split (texts) and its tokenized form (ids) must hold the same examples in the same order."""
-    if len(raw_labels) != len(tokenized_labels) or not np.array_equal(raw_labels, tokenized_labels):
-        raise ValueError(f"{split_path}: labels differ from the tokenized split's ({len(raw_labels)} vs "
-                         f"{len(tokenized_labels)} rows); rerun `dvc repro tokenize`")
-
-
 def score(labels: np.ndarray, probabilities: Mapping[str, np.ndarray], label_names: list[str],
           ece_bins: int) -> dict[str, dict]:
     """Every variant's full report (see metrics.probability_report), in the order given."""
@@ -90,22 +83,13 @@ def write_reports(directory: str, labels: np.ndarray, texts: Sequence[str], labe
         points = curves(labels, probs)
         _, calibration = reliability(labels, probs, ece_bins)
         # header-only files on a single-class split, where the curves are undefined: DVC expects every out
-        _write_csv(f"{directory}/curves/roc_{variant}.csv", ["fpr", "tpr"], points["roc"])
-        _write_csv(f"{directory}/curves/pr_{variant}.csv", ["recall", "precision"], points["pr"])
-        _write_csv(f"{directory}/curves/calibration_{variant}.csv", ["confidence", "accuracy", "examples"],
-                   calibration)
+        write_rows_csv(f"{directory}/curves/roc_{variant}.csv", points["roc"], ["fpr", "tpr"])
+        write_rows_csv(f"{directory}/curves/pr_{variant}.csv", points["pr"], ["recall", "precision"])
+        write_rows_csv(f"{directory}/curves/calibration_{variant}.csv", calibration,
+                       ["confidence", "accuracy", "examples"])
     write_json(f"{directory}/confusion_matrices.json",
                {"labels": label_names, **{v: r["confusion_matrix"] for v, r in results.items()}})
     write_predictions(f"{directory}/predictions.csv", labels, texts, label_names, probabilities)
-
-
-def _write_csv(path: str, columns: list[str], rows: list[dict]) -> None:
-    import csv
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def write_predictions(path: str, labels: np.ndarray, texts: Sequence[str], label_names: list[str],

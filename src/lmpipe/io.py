@@ -44,13 +44,14 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_rows_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
-    """Write a list of flat dicts as CSV (header from the union of keys, in first-seen order)."""
+def write_rows_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Write a list of flat dicts as CSV; the header is `columns`, or the union of keys in first-seen order."""
     import csv
 
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
