@@ -9,7 +9,7 @@ from lmpipe import runtime
 from lmpipe.clm import base_context_length, load_base_tokenizer, pack_documents, train_bpe_tokenizer
 from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
 from lmpipe.data.loading import load_data
-from lmpipe.io import write_json
+from lmpipe.io import atomic_path, write_json
 from lmpipe.params import to_dict
 from lmpipe.tokenization import split_heldout, write_blocks
 from lmpipe.tracking import Tracker
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
             tokenizer = train_bpe_tokenizer(train_docs, cfg, length)
         train_blocks = pack_documents(tokenizer, train_docs, length)
         heldout_blocks = pack_documents(tokenizer, heldout_docs, length)
-        tokenizer.save_pretrained(TOKENIZER)
+        with atomic_path(TOKENIZER) as tmp:  # a killed run leaves the previous tokenizer whole
+            tokenizer.save_pretrained(tmp)
         write_blocks(f"{TOKENIZED}/train.parquet", train_blocks)
         write_blocks(f"{TOKENIZED}/heldout.parquet", heldout_blocks)
         stats = {"documents": len(corpus), "heldout_documents": len(heldout_docs), "vocab": len(tokenizer),

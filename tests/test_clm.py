@@ -243,6 +243,22 @@ def test_generate_is_deterministic_for_a_seed(model_dir, capsys):
     assert greedy[0] == greedy[1]  # argmax decoding does not depend on the seed
 
 
+def test_streaming_prints_held_back_bytes_when_generation_stops_inside_a_character(model_dir, capsys):
+    from lmpipe.generate import _PrintStreamer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = tokenizer("ok \u20ac", add_special_tokens=False).input_ids  # the euro sign is 3 bytes
+    cut = next(i for i in range(1, len(ids) + 1) if tokenizer.decode(ids[:i]).endswith("\ufffd"))
+    streamer = _PrintStreamer(tokenizer)
+    streamer.put(torch.tensor([[tokenizer.eos_token_id]]))  # the prompt
+    for token in ids[:cut]:
+        streamer.put(torch.tensor([token]))
+    streamer.end()
+    final = tokenizer.decode(ids[:cut], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    assert final.endswith("\ufffd")
+    assert capsys.readouterr().out == final + "\n"  # what the non-streaming output would print
+
+
 def _eot_model(model_dir: Path, out: Path, eot_probability: float) -> Path:
     """The tiny model with its output made constant: end-of-text with the given probability, others uniform."""
     model = AutoModelForCausalLM.from_pretrained(model_dir)

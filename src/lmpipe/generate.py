@@ -97,21 +97,26 @@ class _PrintStreamer(BaseStreamer):
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.tokenizer, self.tokens, self.printed, self.prompt_seen = tokenizer, [], 0, False
 
+    def _print_new(self, text: str) -> None:
+        sys.stdout.write(text[self.printed:])
+        sys.stdout.flush()
+        self.printed = len(text)
+
+    def _text(self) -> str:
+        return self.tokenizer.decode(self.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
     def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:  # generate() first sends the prompt
             self.prompt_seen = True
             return
         self.tokens.extend(value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for its next byte
-            return
-        sys.stdout.write(text[self.printed:])
-        sys.stdout.flush()
-        self.printed = len(text)
+        text = self._text()
+        if not text.endswith("\ufffd"):  # else an incomplete UTF-8 character: wait for its next byte
+            self._print_new(text)
 
     def end(self) -> None:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        # what is still held back (generation stopped inside a character) is printed as the final text has it
+        self._print_new(self._text() + "\n")
 
 
 def load(model_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
