@@ -243,6 +243,20 @@ def test_generate_is_deterministic_for_a_seed(model_dir, capsys):
     assert greedy[0] == greedy[1]  # argmax decoding does not depend on the seed
 
 
+def test_prompts_start_a_document_after_end_of_text(model_dir):
+    from lmpipe.generate import Sampling, generate
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    seen = []
+    real_generate = model.generate
+    model.generate = lambda input_ids, **kwargs: seen.append(input_ids[0].tolist()) or real_generate(input_ids, **kwargs)
+    for prompt in ("The film", ""):
+        generate(model, tokenizer, prompt, Sampling(max_new_tokens=3, greedy=True))
+    prompt_ids = tokenizer("The film", add_special_tokens=False).input_ids
+    assert seen == [[tokenizer.eos_token_id, *prompt_ids], [tokenizer.eos_token_id]]  # as packed documents are
+
+
 def test_streaming_prints_held_back_bytes_when_generation_stops_inside_a_character(model_dir, capsys):
     from lmpipe.generate import _PrintStreamer
 

@@ -53,14 +53,14 @@ class Generated:
 
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, sampling: Sampling,
              streamer: BaseStreamer | None = None) -> Generated:
-    """Continue `prompt`; an empty prompt starts a new document (from the end-of-text token)."""
+    """Continue `prompt` as the start of a new document: after the end-of-text token, as every training document
+    follows one (an empty prompt samples a document from scratch)."""
     sampling.check()
     eot = tokenizer.eos_token_id
     if eot is None:
         raise ValueError("the tokenizer has no eos_token: generation could not stop at end of text")
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
-    if ids.shape[1] == 0:
-        ids = torch.tensor([[eot]])
+    ids = torch.cat([torch.tensor([[eot]]), ids], dim=1)
     limit = _positions(model)
     if sampling.max_new_tokens >= limit:
         raise ValueError(f"max_new_tokens {sampling.max_new_tokens} leaves no room for the prompt in the model's "
