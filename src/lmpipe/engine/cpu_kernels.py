@@ -19,6 +19,7 @@ model (the attention function is chosen at run time, not written to config.json)
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import sys
@@ -234,6 +235,7 @@ def _gelu_approximation(act: nn.Module) -> str | None:
     return None
 
 
+@functools.cache  # one pair of subclasses per process, so every swapped model shares them
 def _modernbert_fast_classes() -> dict[type, type]:
     """ModernBERT's attention and MLP classes -> subclasses whose forward uses the functions above (same
     parameters, same values up to float rounding). Swapped by class, so state dicts and saving are unchanged."""
