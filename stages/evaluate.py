@@ -56,7 +56,7 @@ def main() -> None:
             tokenizer = load_tokenizer(path)
             # Each model reads the split as it read its training data: its own tokenizer (another base model,
             # pretrain.init_from) and its stage's truncation; with the defaults these are data/tokenized's ids.
-            variant_ids, variant_labels = encode_for_model(path, raw)
+            variant_ids, variant_labels = encode_for_model(path, raw, tokenizer)
             if not np.array_equal(variant_labels, labels):
                 raise ValueError(f"{path}: re-encoding {raw} changed the labels")
             probabilities[variant] = predict_proba(model, variant_ids, tokenizer.pad_token_id, cfg.batch_size)

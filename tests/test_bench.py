@@ -38,3 +38,24 @@ def test_repeated_rounds_report_the_median_round_and_every_rounds_ratio():
     assert round_ratios(ours, theirs) == [3.0, 2.0]  # paired by round, not by position
     single = {"tokens_per_s": 8.0}  # a row from before rounds existed (--from-json of an old run)
     assert round_ratios(single, {"tokens_per_s": 4.0}) == [2.0]
+
+
+def test_op_timer_counts_only_active_steps_and_splits_out_matmuls():
+    import torch
+
+    from bench.profile_step import OpTimer
+
+    a = torch.ones(64, 64)
+    timer = OpTimer()
+    with timer:
+        a + a  # not active: not counted
+        timer.active = True
+        for _ in range(2):  # two "steps"
+            a @ a
+            a * 2
+    assert {name for name, _ in timer.seconds} == {"mm", "mul"}
+    assert timer.seconds[("mm", ((64, 64), (64, 64)))][1] == 2
+    report = timer.report(steps=2, rows=5)
+    matmul_ms = float(report.split("matmuls ")[1].split(" ms")[0])
+    assert matmul_ms == round(1e3 * timer.seconds[("mm", ((64, 64), (64, 64)))][0] / 2, 1)
+    assert "1.0  mm  ((64, 64), (64, 64))" in report  # one call per step

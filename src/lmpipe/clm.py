@@ -20,7 +20,6 @@ from .engine.causal_lm import CausalLM
 from .tokenization import encode_texts
 
 
-
 def train_bpe_tokenizer(texts: Sequence[str], cfg: ClmTokenizerParams, context_length: int) -> PreTrainedTokenizerFast:
     """GPT-2's tokenizer design (byte-level BPE, no normaliser, no unknown token) trained on `texts`."""
     tok = Tokenizer(models.BPE())

@@ -271,8 +271,6 @@ def make_objective(model: nn.Module, train_ids: list[np.ndarray], train_labels: 
 # --------------------------------------------------------------------------------------------- starting points
 
 
-
-
 def base_source(cfg: FinetuneParams, pretrained_dir: str | Path) -> tuple[str, bool]:
     """(where to load the model and its tokenizer from, whether to re-initialise it randomly)."""
     if cfg.base_model in ("pretrained", "scratch"):
@@ -305,12 +303,15 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, path: str | Path, max_lengt
     return ids, table.column("label").to_numpy().astype(np.int64)
 
 
-def encode_for_model(model_dir: str | Path, path: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
+def encode_for_model(model_dir: str | Path, path: str | Path, tokenizer: PreTrainedTokenizerBase | None = None
+                     ) -> tuple[list[np.ndarray], np.ndarray]:
     """A raw labelled split encoded exactly as the fine-tuned model in `model_dir` saw its training data: with
-    its own tokenizer and the stage's truncation (lmpipe_preprocessing.json). For evaluating a model whose
-    base had another tokenizer; with this project's tokenizer and head truncation it equals data/tokenized."""
+    its own tokenizer (loaded from `model_dir` unless given) and the stage's truncation
+    (lmpipe_preprocessing.json). For evaluating a model whose base had another tokenizer; with this project's
+    tokenizer and head truncation it equals data/tokenized."""
     from transformers import AutoTokenizer
 
     saved = read_json(Path(model_dir) / PREPROCESSING_FILE)
     cfg = FinetuneParams(truncation=saved["truncation"], head_fraction=saved["head_fraction"])
-    return encode_split(AutoTokenizer.from_pretrained(str(model_dir)), path, saved["max_length"], cfg)
+    tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(str(model_dir))
+    return encode_split(tokenizer, path, saved["max_length"], cfg)
