@@ -59,3 +59,24 @@ def test_op_timer_counts_only_active_steps_and_splits_out_matmuls():
     matmul_ms = float(report.split("matmuls ")[1].split(" ms")[0])
     assert matmul_ms == round(1e3 * timer.seconds[("mm", ((64, 64), (64, 64)))][0] / 2, 1)
     assert "1.0  mm  ((64, 64), (64, 64))" in report  # one call per step
+
+
+def test_flop_model_counts_what_each_engine_executes():
+    import dataclasses
+
+    from bench.run import flop_model
+    from lmpipe.params import load_params
+
+    params = load_params("params.yaml")
+    modernbert = flop_model(params, vocab=5000, non_special_fraction=1.0)
+    m, s = params.model, params.tokenizer.max_length
+    tokens, masked = modernbert["tokens_per_step"], modernbert["masked_per_step"]
+    assert modernbert["executed_trainer_per_step"] - modernbert["useful_per_step"] == pytest.approx(
+        6 * (modernbert["n_head_transform"] + m.hidden * 5000) * (tokens - masked))
+    # the sparse last layer skips Wo, the GeGLU MLP (Wi: hidden -> 2 x intermediate) and its attention queries
+    # at the unmasked positions (no biases, 1 LayerNorm weight vector)
+    skipped_params = m.hidden * m.hidden + 3 * m.hidden * m.intermediate + m.hidden
+    assert modernbert["useful_per_step"] - modernbert["executed_ours_per_step"] == pytest.approx(
+        (tokens - masked) * (6 * skipped_params + 12 * s * m.hidden))
+    bert = flop_model(dataclasses.replace(params, model=dataclasses.replace(m, architecture="bert")), 5000, 1.0)
+    assert bert["executed_ours_per_step"] == bert["useful_per_step"]  # full forward, head at the masked positions

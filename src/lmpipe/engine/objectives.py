@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sparse_mlm import final_hidden_at, query_index
+
 IGNORE = -100
 POSITION_BUCKET = 64
 
@@ -94,11 +96,13 @@ class BlockObjective(Objective):
 class MaskedLM(BlockObjective):
     """BERT's masked-LM objective with dynamic masking over fixed-length packed blocks.
 
-    The vocabulary projection (the largest matmul of a small encoder) runs only at the selected positions.
+    The vocabulary projection (the largest matmul of a small encoder) and, where the architecture allows, the
+    encoder's last layer (`sparse_mlm`) run only at the selected positions.
     """
 
     name = "masked_lm"
-    dynamic_dims = {"positions": (0,), "targets": (0,)}  # the number of selected positions (bucketed)
+    # the number of selected positions, and the most in one row (both bucketed)
+    dynamic_dims = {"positions": (0,), "targets": (0,), "query_slots": (0,), "query_columns": (1,)}
 
     def __init__(self, model: nn.Module, train_blocks: np.ndarray, eval_blocks: np.ndarray, *, mask_rate: float,
                  mask_token_fraction: float, random_token_fraction: float, mask_token_id: int,
@@ -133,13 +137,16 @@ class MaskedLM(BlockObjective):
     def gather_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Add the flat indices of the selected positions and their targets, padded to a multiple of
         POSITION_BUCKET (padding targets are ignored): few distinct shapes keep oneDNN's and
-        torch.compile's caches small, where an exact count would give a new shape every step."""
+        torch.compile's caches small, where an exact count would give a new shape every step. Also adds the
+        index tensors of the sparse last layer (`sparse_mlm.query_index`)."""
         flat = batch["labels"].reshape(-1)
         positions = (flat != IGNORE).nonzero().squeeze(1)
         padded = -(-max(len(positions), 1) // POSITION_BUCKET) * POSITION_BUCKET
         pad = padded - len(positions)
-        batch["positions"] = torch.cat([positions, positions.new_zeros(pad)])
         batch["targets"] = torch.cat([flat[positions], flat.new_full((pad,), IGNORE)])
+        batch["positions"] = torch.cat([positions, positions.new_zeros(pad)])
+        rows, seq_len = batch["labels"].shape
+        batch.update(query_index(batch["positions"], len(positions), seq_len, rows))
         return batch
 
     def train_batch(self, indices: np.ndarray, step: int, seed: int) -> dict[str, torch.Tensor]:
@@ -161,9 +168,7 @@ class MaskedLM(BlockObjective):
         return int((batch["labels"] != IGNORE).sum())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        hidden = self.model.base_model(input_ids=batch["input_ids"]).last_hidden_state
-        selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["positions"])
-        logits = mlm_logits(self.model, selected).float()
+        logits = mlm_logits(self.model, final_hidden_at(self.model.base_model, batch)).float()
         targets = batch["targets"]
         valid = targets != IGNORE
         return {

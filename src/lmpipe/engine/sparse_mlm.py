@@ -1,0 +1,118 @@
+"""Masked-LM needs the encoder's output only at the selected positions (~15% of the tokens), so the last layer
+runs only there.
+
+Every layer but the last must run at every position: its outputs are the next layer's keys and values. The
+last layer's keys and values also come from every position, but its queries, its attention output projection,
+its MLP and the final norm only matter where the loss looks. Here they run only there: the same loss and the
+same gradients as the full forward, up to float rounding (tests/test_sparse_mlm.py), for about 0.85 of one
+layer's matmuls and elementwise passes less per step (the Hugging Face *ForMaskedLM classes, and so the Trainer,
+run every layer and even the vocabulary projection at every position).
+
+Queries are grouped per sequence: a sequence's selected positions attend to its own keys, as a [batch,
+max_selected] query block, so attention stays a batched matmul; the rows past a sequence's count are padding
+that no output reads. The index tensors come from `query_index`, built with the batch on the host.
+
+Implemented for ModernBERT (the default architecture) with the eager, SDPA and our CPU attention functions;
+other models and attention functions run the full forward and select the positions after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+QUERY_BUCKET = 8  # max_selected is rounded up to this: fewer distinct matmul shapes for oneDNN and compile
+_SPARSE_ATTENTION = {"eager", "sdpa"}
+
+
+def query_index(positions: torch.Tensor, count: int, seq_len: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """Index tensors of the sparse last layer for the first `count` of the sorted flat `positions`
+    (position = row * seq_len + column; entries past `count` are padding):
+
+    - query_columns [batch, max_selected]: the columns of each row's selected positions, in order, then 0s;
+    - query_slots [len(positions)]: where each position's output lies in the flattened [batch * max_selected]
+      query block (padding entries read slot 0, and their targets are ignored)."""
+    flat = positions[:count].numpy()
+    rows, columns = np.divmod(flat, seq_len)
+    counts = np.bincount(rows, minlength=batch_size)
+    width = -(-max(int(counts.max(initial=0)), 1) // QUERY_BUCKET) * QUERY_BUCKET
+    rank = np.arange(count) - (np.cumsum(counts) - counts)[rows]  # each position's place within its row
+    query_columns = np.zeros((batch_size, width), dtype=np.int64)
+    query_columns[rows, rank] = columns
+    query_slots = np.zeros(len(positions), dtype=np.int64)
+    query_slots[:count] = rows * width + rank
+    return {"query_columns": torch.from_numpy(query_columns), "query_slots": torch.from_numpy(query_slots)}
+
+
+def supports_sparse_last_layer(encoder: nn.Module) -> bool:
+    """Whether `final_hidden_at` runs `encoder`'s last layer at the selected positions only."""
+    from transformers.models.modernbert.modeling_modernbert import ModernBertModel
+
+    from .cpu_kernels import ATTENTION_NAME
+
+    return (isinstance(encoder, ModernBertModel)
+            and encoder.config._attn_implementation in _SPARSE_ATTENTION | {ATTENTION_NAME})
+
+
+def final_hidden_at(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The encoder's final hidden states at batch["positions"] (flat indices into [batch, seq]), [M, hidden]."""
+    if "query_columns" in batch and supports_sparse_last_layer(encoder):
+        return _modernbert_final_hidden_at(encoder, batch)
+    hidden = encoder(input_ids=batch["input_ids"]).last_hidden_state
+    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["positions"])
+
+
+def _modernbert_final_hidden_at(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """ModernBertModel.forward (transformers 5) for unpadded input_ids, with the last layer at the positions."""
+    from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
+
+    input_ids = batch["input_ids"]
+    hidden = encoder.embeddings(input_ids=input_ids)
+    mask_kwargs = {"config": encoder.config, "inputs_embeds": hidden, "attention_mask": None}
+    masks = {"full_attention": create_bidirectional_mask(**mask_kwargs),
+             "sliding_attention": create_bidirectional_sliding_window_mask(**mask_kwargs)}
+    position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+    rotary = {kind: encoder.rotary_emb(hidden, position_ids, kind) for kind in set(encoder.config.layer_types)}
+    *layers, last = encoder.layers
+    for layer in layers:
+        hidden = layer(hidden, attention_mask=masks[layer.attention_type],
+                       position_embeddings=rotary[layer.attention_type])
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    attended = _attention_at(last.attn, last.attn_norm(hidden), rotary[last.attention_type],
+                             masks[last.attention_type], batch["query_columns"], batch["query_slots"])
+    selected = flat.index_select(0, batch["positions"]) + attended
+    selected = selected + last.mlp(last.mlp_norm(selected))
+    return encoder.final_norm(selected)
+
+
+def _attention_at(attn: nn.Module, normed: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
+                  mask: torch.Tensor | None, query_columns: torch.Tensor, query_slots: torch.Tensor) -> torch.Tensor:
+    """ModernBertAttention.forward with queries only at query_columns; returns [len(query_slots), hidden]."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb, eager_attention_forward
+
+    from .cpu_kernels import ATTENTION_NAME, _RotaryQKV, matmul_attention
+
+    batch, seq, width = normed.shape
+    heads, head_dim = attn.config.num_attention_heads, attn.head_dim
+    cos, sin = rotary
+    implementation = attn.config._attn_implementation
+    if implementation == ATTENTION_NAME:
+        query, key, value = _RotaryQKV.apply(attn.Wqkv(normed), cos, sin, heads, head_dim ** -0.5)
+        attention, scaling = matmul_attention, 1.0
+    else:
+        query, key, value = attn.Wqkv(normed).view(batch, seq, 3, heads, head_dim).unbind(dim=2)
+        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+        query, key = apply_rotary_pos_emb(query, key, cos, sin, unsqueeze_dim=1)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        scaling = head_dim ** -0.5
+    selected = query_columns.shape[1]
+    query = query.gather(2, query_columns[:, None, :, None].expand(batch, heads, selected, head_dim))
+    if mask is not None:  # [batch or 1, 1, seq, seq] -> the selected query rows
+        mask = mask.expand(batch, -1, -1, -1)
+        mask = mask.gather(2, query_columns[:, None, :, None].expand(batch, mask.shape[1], selected, mask.shape[3]))
+    attended, _ = attention(attn, query, key, value, mask, dropout=attn.attention_dropout if attn.training else 0.0,
+                            scaling=scaling, sliding_window=attn.sliding_window)
+    attended = attended.reshape(batch * selected, width).index_select(0, query_slots)
+    return attn.out_drop(attn.Wo(attended))
