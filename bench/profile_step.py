@@ -12,6 +12,10 @@ self device time). TORCH_LOGS=recompiles,graph_breaks shows what torch.compile d
 --op-timer times each aten call with a TorchDispatchMode instead (CPU ops run synchronously, so the wall time
 of a call is its cost). On the 2-core VM torch.profiler slowed steps up to 2x; this timer adds ~20 us per op.
 Time outside aten (numpy dropout masks, Python) shows as the step minus the ops' total.
+
+--ab-sparse measures what the sparse last layer (engine/sparse_mlm.py) buys, paired in one process: steps
+alternate in blocks of 8 between the sparse and the full last layer (the batch's query index dropped), so the
+machine's drift hits both alike; prints the median step of each (the first step of each block not counted).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--by-shape", action="store_true", help="also a table grouped by operator and input shapes")
     parser.add_argument("--op-timer", action="store_true", help="CPU: time each aten op (no torch.profiler)")
+    parser.add_argument("--ab-sparse", action="store_true",
+                        help="alternate blocks of 8 steps between the sparse and the full last layer")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                               checkpoint_every=0, log_every=10, micro_batch_size=None,
                               fast_cpu_kernels=not args.no_fast_cpu_kernels)
     stamps: list[float] = []
+    if args.ab_sparse:
+        return _ab_sparse(objective, cfg, params.seed, args.warmup, block=8)
     if args.op_timer:
         timer = OpTimer()
         with timer:
@@ -111,6 +119,34 @@ def main(argv: list[str] | None = None) -> int:
         print(prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=args.rows,
             max_name_column_width=30, max_shapes_column_width=90))
+    return 0
+
+
+def _ab_sparse(objective, cfg, seed: int, warmup: int, block: int) -> int:
+    import numpy as np
+
+    from lmpipe.engine.distributed import Dist
+    from lmpipe.engine.loop import train
+
+    build = objective.train_batch
+    calls: list[tuple[float, int]] = []  # (time, step) at each batch: one batch per step (no accumulation)
+
+    def train_batch(indices, step, seed):
+        calls.append((time.perf_counter(), step))
+        batch = build(indices, step, seed)
+        if (step // block) % 2:
+            batch.pop("query_columns"), batch.pop("query_slots")
+        return batch
+
+    objective.train_batch = train_batch
+    train(objective, cfg, lr=cfg.lr, seed=seed, dist_info=Dist(), desc="ab-sparse")
+    times = {"sparse": [], "full": []}
+    for (start, step), (end, _) in zip(calls, calls[1:]):
+        if step >= warmup and step % block:
+            times["full" if (step // block) % 2 else "sparse"].append(end - start)
+    sparse, full = (float(np.median(times[k])) for k in ("sparse", "full"))
+    print(f"median step: sparse last layer {sparse:.4f} s ({len(times['sparse'])} steps), full last layer "
+          f"{full:.4f} s ({len(times['full'])} steps): {full / sparse:.2f}x")
     return 0
 
 

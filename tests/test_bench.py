@@ -80,3 +80,15 @@ def test_flop_model_counts_what_each_engine_executes():
         (tokens - masked) * (6 * skipped_params + 12 * s * m.hidden))
     bert = flop_model(dataclasses.replace(params, model=dataclasses.replace(m, architecture="bert")), 5000, 1.0)
     assert bert["executed_ours_per_step"] == bert["useful_per_step"]  # full forward, head at the masked positions
+
+
+def test_ab_sparse_alternates_the_sparse_and_the_full_last_layer(capsys):
+    from bench.profile_step import main as profile_main
+
+    tiny = ["model.layers=2", "model.hidden=32", "model.heads=2", "model.intermediate=64",
+            "pretrain.train.batch_size=8", "data.builtin.corpus_documents=300"]
+    assert profile_main(["--ab-sparse", "--warmup", "0", "--steps", "32",
+                         *[arg for kv in tiny for arg in ("--set", kv)]]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    # 33 steps in blocks of 8, the first of each block not counted: 7 + 7 + 7 + 7 steps timed
+    assert "sparse last layer" in line and "(14 steps), full last layer" in line and line.endswith("x"), line
