@@ -39,8 +39,8 @@ FLOPs ("useful" model FLOPs, the same count for every row; attention and matmuls
 
 The vocabulary projection is counted only at the masked positions, which is all that MLM needs: our MaskedLM
 objective computes it only there, the Hugging Face `*ForMaskedLM` classes compute it at every position. The FLOPs each
-engine really executes are shown too, as "executed": the Trainer's head at all T positions; ours with ModernBERT less
-than "useful", as its last layer runs queries, attention output and MLP only at the masked positions (sparse_mlm).
+engine really executes are shown too, as "executed": the Trainer's head at all T positions; ours less than "useful",
+as its last layer runs queries, attention output and MLP only at the masked positions (sparse_mlm).
 """
 
 from __future__ import annotations
@@ -201,11 +201,17 @@ def flop_model(params, vocab: int, non_special_fraction: float) -> dict:
     masked = params.pretrain.mask_rate * non_special_fraction * tokens
     body = 6 * n_enc * tokens + 12 * layers * s * h * tokens
     head_per_position = 6 * (n_head + h * vocab)
-    skipped = 0.0  # our sparse last layer (engine/sparse_mlm.py): no queries, Wo or MLP at unselected positions
+    # our sparse last layer (engine/sparse_mlm.py): at the unselected positions only its keys and values (and the
+    # norm before them) are computed; ModernBERT's fused Wqkv computes the queries there too
     if m.architecture == "modernbert":
         last = model.base_model.layers[-1]
-        n_skipped = count(last) - count(last.attn.Wqkv) - count(last.attn_norm)
-        skipped = (tokens - masked) * (6 * n_skipped + 12 * s * h)
+        n_everywhere = count(last.attn.Wqkv) + count(last.attn_norm)
+    else:
+        last = model.base_model.encoder.layer[-1]
+        attention = last.attention
+        n_everywhere = count(attention.self.key) + count(attention.self.value) + (
+            count(attention.LayerNorm) if hasattr(attention, "LayerNorm") else 0)
+    skipped = (tokens - masked) * (6 * (count(last) - n_everywhere) + 12 * s * h)
     return {
         "n_encoder": n_enc, "n_head_transform": n_head, "n_vocab_projection": h * vocab,
         "n_total": count(model), "tokens_per_step": tokens, "masked_per_step": masked,

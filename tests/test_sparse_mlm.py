@@ -28,14 +28,29 @@ def test_query_index_groups_each_rows_positions():
     assert flat_columns.tolist() == [p % 5 for p in positions[:5].tolist()]
 
 
-def _objective(implementation: str, layer_types: list[str]) -> MaskedLM:
-    config = ModernBertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=len(layer_types),
-                              num_attention_heads=2, intermediate_size=48, max_position_embeddings=SEQ,
-                              local_attention=8, layer_types=layer_types, initializer_range=0.3,
-                              attention_dropout=0.0, mlp_dropout=0.0, embedding_dropout=0.0,
-                              pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+def _masked_lm(architecture: str, layer_types: list[str]) -> torch.nn.Module:
+    from transformers import (BertConfig, BertForMaskedLM, RobertaPreLayerNormConfig,
+                              RobertaPreLayerNormForMaskedLM)
+
     torch.manual_seed(0)
-    model = ModernBertForMaskedLM(config).train()
+    special = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    if architecture == "modernbert":
+        return ModernBertForMaskedLM(ModernBertConfig(
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=len(layer_types), num_attention_heads=2,
+            intermediate_size=48, max_position_embeddings=SEQ, local_attention=8, layer_types=layer_types,
+            initializer_range=0.3, attention_dropout=0.0, mlp_dropout=0.0, embedding_dropout=0.0,
+            cls_token_id=1, sep_token_id=2, **special))
+    config_class, model_class = {"bert": (BertConfig, BertForMaskedLM),
+                                 "roberta-prelayernorm": (RobertaPreLayerNormConfig,
+                                                          RobertaPreLayerNormForMaskedLM)}[architecture]
+    return model_class(config_class(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=len(layer_types), num_attention_heads=2,
+        intermediate_size=48, max_position_embeddings=SEQ + 2, initializer_range=0.3, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, **special))
+
+
+def _objective(implementation: str, layer_types: list[str], architecture: str = "modernbert") -> MaskedLM:
+    model = _masked_lm(architecture, layer_types).train()
     if implementation == "fast":
         use_fast_cpu_kernels(model)
     else:
@@ -54,18 +69,23 @@ def _loss_and_grads(objective: MaskedLM, batch: dict) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("implementation", ["fast", "sdpa", "eager"])
-@pytest.mark.parametrize("layer_types", [["full_attention", "full_attention"],
-                                         ["full_attention", "sliding_attention"]])
-def test_sparse_last_layer_gives_the_full_forwards_loss_and_gradients(implementation, layer_types):
-    objective = _objective(implementation, layer_types)
+@pytest.mark.parametrize("architecture, layer_types", [
+    ("modernbert", ["full_attention", "full_attention"]),
+    ("modernbert", ["full_attention", "sliding_attention"]),  # the last layer's mask matters
+    ("bert", ["full_attention"] * 2),
+    ("roberta-prelayernorm", ["full_attention"] * 2),
+])
+def test_sparse_last_layer_gives_the_full_forwards_loss_and_gradients(implementation, architecture, layer_types):
+    objective = _objective(implementation, layer_types, architecture)
     encoder = objective.model.base_model
+    last_mlp = (encoder.layers[-1].mlp if architecture == "modernbert" else encoder.encoder.layer[-1].intermediate)
     assert supports_sparse_last_layer(encoder)
     batch = objective.train_batch(np.arange(6), step=0, seed=0)
     real = int((batch["targets"] != -100).sum())
     assert real < len(batch["positions"])  # padding entries are exercised too
 
     mlp_rows = []
-    hook = encoder.layers[-1].mlp.register_forward_hook(lambda m, args, out: mlp_rows.append(args[0].shape[:-1]))
+    hook = last_mlp.register_forward_hook(lambda m, args, out: mlp_rows.append(args[0].shape[:-1]))
     sparse, sparse_grads = _loss_and_grads(objective, batch)
     full_batch = {k: v for k, v in batch.items() if k not in ("query_columns", "query_slots")}
     full, full_grads = _loss_and_grads(objective, full_batch)

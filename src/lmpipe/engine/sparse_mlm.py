@@ -12,8 +12,9 @@ Queries are grouped per sequence: a sequence's selected positions attend to its 
 max_selected] query block, so attention stays a batched matmul; the rows past a sequence's count are padding
 that no output reads. The index tensors come from `query_index`, built with the batch on the host.
 
-Implemented for ModernBERT (the default architecture) with the eager, SDPA and our CPU attention functions;
-other models and attention functions run the full forward and select the positions after it.
+Implemented for ModernBERT (the default architecture) and the BERT family (BERT, RoBERTa, RoBERTa-PreLN
+encoders) with the eager, SDPA and our CPU attention functions; other models and attention functions run the
+full forward and select the positions after it.
 """
 
 from __future__ import annotations
@@ -45,22 +46,81 @@ def query_index(positions: torch.Tensor, count: int, seq_len: int, batch_size: i
     return {"query_columns": torch.from_numpy(query_columns), "query_slots": torch.from_numpy(query_slots)}
 
 
+def _bert_family() -> tuple[type, ...]:
+    from transformers import BertModel, RobertaModel, RobertaPreLayerNormModel
+
+    return BertModel, RobertaModel, RobertaPreLayerNormModel
+
+
 def supports_sparse_last_layer(encoder: nn.Module) -> bool:
     """Whether `final_hidden_at` runs `encoder`'s last layer at the selected positions only."""
     from transformers.models.modernbert.modeling_modernbert import ModernBertModel
 
     from .cpu_kernels import ATTENTION_NAME
 
-    return (isinstance(encoder, ModernBertModel)
-            and encoder.config._attn_implementation in _SPARSE_ATTENTION | {ATTENTION_NAME})
+    config = encoder.config
+    return (config._attn_implementation in _SPARSE_ATTENTION | {ATTENTION_NAME}
+            and (isinstance(encoder, ModernBertModel)
+                 or (isinstance(encoder, _bert_family()) and not config.is_decoder)))
 
 
 def final_hidden_at(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The encoder's final hidden states at batch["positions"] (flat indices into [batch, seq]), [M, hidden]."""
     if "query_columns" in batch and supports_sparse_last_layer(encoder):
+        if isinstance(encoder, _bert_family()):
+            return _bert_final_hidden_at(encoder, batch)
         return _modernbert_final_hidden_at(encoder, batch)
     hidden = encoder(input_ids=batch["input_ids"]).last_hidden_state
     return hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["positions"])
+
+
+def _bert_final_hidden_at(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """BertModel.forward (and RoBERTa's, RoBERTa-PreLN's; transformers 5) for unpadded input_ids of an
+    encoder, with the last layer at the positions."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    hidden = encoder.embeddings(input_ids=batch["input_ids"])
+    mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=None)
+    *layers, last = encoder.encoder.layer
+    for layer in layers:
+        hidden = layer(hidden, attention_mask=mask)
+    attention = last.attention
+    # RoBERTa-PreLN normalises before attention (the residual is the un-normalised input); BERT after
+    normed = attention.LayerNorm(hidden) if hasattr(attention, "LayerNorm") else hidden
+    attended = _bert_attention_at(attention.self, normed, mask, batch["query_columns"], batch["query_slots"])
+    selected = attention.output(attended, hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["positions"]))
+    selected = last.output(last.intermediate(selected), selected)
+    final_norm = getattr(encoder, "LayerNorm", None)  # RoBERTa-PreLN's, after the last layer
+    return selected if final_norm is None else final_norm(selected)
+
+
+def _bert_attention_at(attn: nn.Module, normed: torch.Tensor, mask: torch.Tensor | None,
+                       query_columns: torch.Tensor, query_slots: torch.Tensor) -> torch.Tensor:
+    """BertSelfAttention.forward with queries only at query_columns; returns [len(query_slots), hidden]
+    (before the attention output projection, which is position-wise)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.models.bert.modeling_bert import eager_attention_forward
+
+    batch, seq, width = normed.shape
+    heads, head_dim = attn.num_attention_heads, attn.attention_head_size
+    selected = query_columns.shape[1]
+    rows = normed.gather(1, query_columns[:, :, None].expand(batch, selected, width))
+    query = attn.query(rows).view(batch, selected, heads, head_dim).transpose(1, 2)
+    key = attn.key(normed).view(batch, seq, heads, head_dim).transpose(1, 2)
+    value = attn.value(normed).view(batch, seq, heads, head_dim).transpose(1, 2)
+    attention = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
+    attended, _ = attention(attn, query, key, value, _mask_rows(mask, query_columns),
+                            dropout=attn.dropout.p if attn.training else 0.0, scaling=attn.scaling)
+    return attended.reshape(batch * selected, -1).index_select(0, query_slots)
+
+
+def _mask_rows(mask: torch.Tensor | None, query_columns: torch.Tensor) -> torch.Tensor | None:
+    """An attention mask [batch or 1, heads or 1, seq, seq] -> the rows of the selected queries."""
+    if mask is None:
+        return None
+    batch, selected = query_columns.shape
+    mask = mask.expand(batch, -1, -1, -1)
+    return mask.gather(2, query_columns[:, None, :, None].expand(batch, mask.shape[1], selected, mask.shape[3]))
 
 
 def _modernbert_final_hidden_at(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -109,10 +169,8 @@ def _attention_at(attn: nn.Module, normed: torch.Tensor, rotary: tuple[torch.Ten
         scaling = head_dim ** -0.5
     selected = query_columns.shape[1]
     query = query.gather(2, query_columns[:, None, :, None].expand(batch, heads, selected, head_dim))
-    if mask is not None:  # [batch or 1, 1, seq, seq] -> the selected query rows
-        mask = mask.expand(batch, -1, -1, -1)
-        mask = mask.gather(2, query_columns[:, None, :, None].expand(batch, mask.shape[1], selected, mask.shape[3]))
-    attended, _ = attention(attn, query, key, value, mask, dropout=attn.attention_dropout if attn.training else 0.0,
-                            scaling=scaling, sliding_window=attn.sliding_window)
+    attended, _ = attention(attn, query, key, value, _mask_rows(mask, query_columns),
+                            dropout=attn.attention_dropout if attn.training else 0.0, scaling=scaling,
+                            sliding_window=attn.sliding_window)
     attended = attended.reshape(batch * selected, width).index_select(0, query_slots)
     return attn.out_drop(attn.Wo(attended))
