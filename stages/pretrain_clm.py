@@ -13,7 +13,7 @@ from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.causal_lm import CausalLM, target_bytes
 from lmpipe.engine.loop import train
-from lmpipe.modeling import count_parameters, require_tracked, save_model
+from lmpipe.modeling import require_tracked
 from lmpipe.params import to_dict
 from lmpipe.tokenization import load_tokenizer, read_blocks
 from lmpipe.tracking import Tracker
@@ -56,10 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         result = train(objective, cfg.train, lr=cfg.train.lr, seed=params.seed, dist_info=info, tracker=tracker,
                        checkpoint_dir=runtime.checkpoint_dir("pretrain-clm", fingerprint), desc="pretrain-clm")
         if info.is_main:
-            save_model(model, tokenizer, OUT)
-            final = {f"heldout_{k}": v for k, v in result.evals[-1].items() if k not in ("step", "epoch")}
-            metrics = {**final, **result.summary, "parameters": count_parameters(model)[1]}
-            runtime.write_training_reports(REPORTS, metrics, result, tracker)
+            runtime.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
     distributed.teardown()
 
 

@@ -12,8 +12,7 @@ from lmpipe import runtime
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import MaskedLM
-from lmpipe.modeling import (build_masked_lm, count_parameters, effective_max_length, load_masked_lm,
-                             require_tracked, save_model)
+from lmpipe.modeling import build_masked_lm, effective_max_length, load_masked_lm, require_tracked
 from lmpipe.params import Params, to_dict
 from lmpipe.tokenization import load_tokenizer, pack_blocks, read_blocks, split_heldout
 from lmpipe.tracking import Tracker
@@ -58,10 +57,7 @@ def main() -> None:
         result = train(objective, cfg.train, lr=cfg.train.lr, seed=params.seed, dist_info=info, tracker=tracker,
                        checkpoint_dir=runtime.checkpoint_dir("pretrain-mlm", fingerprint), desc="pretrain-mlm")
         if info.is_main:
-            save_model(model, tokenizer, OUT)
-            final = {f"heldout_{k}": v for k, v in result.evals[-1].items() if k not in ("step", "epoch")}
-            metrics = {**final, **result.summary, "parameters": count_parameters(model)[1]}
-            runtime.write_training_reports(REPORTS, metrics, result, tracker)
+            runtime.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
     distributed.teardown()
 
 

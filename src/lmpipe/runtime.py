@@ -59,3 +59,14 @@ def write_training_reports(directory: str, metrics: dict, result, tracker) -> No
     numbers = {k: v for k, v in {**metrics, **result.telemetry}.items() if isinstance(v, (int, float))}
     tracker.log_metrics(numbers)
     logging.getLogger("lmpipe").info("%s: %s", directory, " ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+
+
+def save_pretrained(out: str | Path, reports: str, model, tokenizer, result, tracker) -> None:
+    """The end of a pretraining stage (main process only): the Hugging Face model directory, then reports with
+    the last evaluation's held-out metrics, the training summary and the parameter count."""
+    from .modeling import count_parameters, save_model
+
+    save_model(model, tokenizer, out)
+    final = {f"heldout_{k}": v for k, v in result.evals[-1].items() if k not in ("step", "epoch")}
+    write_training_reports(reports, {**final, **result.summary, "parameters": count_parameters(model)[1]}, result,
+                           tracker)
