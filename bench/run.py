@@ -202,10 +202,10 @@ def flop_model(params, vocab: int, non_special_fraction: float) -> dict:
     body = 6 * n_enc * tokens + 12 * layers * s * h * tokens
     head_per_position = 6 * (n_head + h * vocab)
     # our sparse last layer (engine/sparse_mlm.py): at the unselected positions only its keys and values (and the
-    # norm before them) are computed; ModernBERT's fused Wqkv computes the queries there too
+    # norm before them) are computed
     if m.architecture == "modernbert":
         last = model.base_model.layers[-1]
-        n_everywhere = count(last.attn.Wqkv) + count(last.attn_norm)
+        n_everywhere = count(last.attn.Wqkv) * 2 // 3 + count(last.attn_norm)  # Wqkv's key and value rows
     else:
         last = model.base_model.encoder.layer[-1]
         attention = last.attention

@@ -73,9 +73,9 @@ def test_flop_model_counts_what_each_engine_executes():
     tokens, masked = modernbert["tokens_per_step"], modernbert["masked_per_step"]
     assert modernbert["executed_trainer_per_step"] - modernbert["useful_per_step"] == pytest.approx(
         6 * (modernbert["n_head_transform"] + m.hidden * 5000) * (tokens - masked))
-    # the sparse last layer skips Wo, the GeGLU MLP (Wi: hidden -> 2 x intermediate) and its attention queries
-    # at the unmasked positions (no biases, 1 LayerNorm weight vector)
-    skipped_params = m.hidden * m.hidden + 3 * m.hidden * m.intermediate + m.hidden
+    # the sparse last layer skips Wqkv's query rows, Wo, the GeGLU MLP (Wi: hidden -> 2 x intermediate) and the
+    # attention of the unmasked positions (no biases, 1 LayerNorm weight vector)
+    skipped_params = 2 * m.hidden * m.hidden + 3 * m.hidden * m.intermediate + m.hidden
     assert modernbert["useful_per_step"] - modernbert["executed_ours_per_step"] == pytest.approx(
         (tokens - masked) * (6 * skipped_params + 12 * s * m.hidden))
     bert = flop_model(dataclasses.replace(params, model=dataclasses.replace(m, architecture="bert")), 5000, 1.0)

@@ -157,32 +157,39 @@ def _signed_sins(sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat((-first, second), dim=-1), torch.cat((second, -first), dim=-1)
 
 
-class _RotaryQKV(torch.autograd.Function):
-    """ModernBERT's fused qkv projection [B, S, 3*H*D] -> q, k, v as contiguous [B, H, S, D], q and k rotated
-    (`_rotate`), q also multiplied by the attention scaling (so the scores need no extra pass).
-    The backward writes all three gradients into one [B, S, 3*H*D] tensor."""
+class _RotaryHeads(torch.autograd.Function):
+    """A projection's output [B, S, P*H*D] (P blocks of H heads, e.g. ModernBERT's fused q, k, v) -> P contiguous
+    [B, H, S, D] tensors. Block i is rotated (`_rotate`) and multiplied by scales[i], or copied where scales[i]
+    is None (v). E.g. scales (head_dim ** -0.5, 1.0, None): q rotated with the attention scaling folded in (so
+    the scores need no extra pass), k rotated, v copied. cos, sin: [B or 1, S, D].
+    The backward writes all blocks' gradients into one [B, S, P*H*D] tensor."""
 
     @staticmethod
-    def forward(ctx, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int, q_scale: float):
-        batch, seq, _ = qkv.shape
-        x = qkv.view(batch, seq, 3, heads, -1)
+    def forward(ctx, projected: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int,
+                scales: tuple[float | None, ...]):
+        batch, seq, _ = projected.shape
+        x = projected.view(batch, seq, len(scales), heads, -1)
         cos = cos.float().unsqueeze(2)  # [B or 1, S, 1, D]
         sin, sin_transposed = _signed_sins(sin.float().unsqueeze(2))
-        q, k, v = (torch.empty(batch, heads, seq, x.shape[-1], dtype=qkv.dtype, device=qkv.device) for _ in range(3))
-        _rotate(x[:, :, 0], cos * q_scale, sin * q_scale, q.transpose(1, 2))
-        _rotate(x[:, :, 1], cos, sin, k.transpose(1, 2))
-        v.transpose(1, 2).copy_(x[:, :, 2])
+        outputs = []
+        for index, scale in enumerate(scales):
+            out = torch.empty(batch, heads, seq, x.shape[-1], dtype=projected.dtype, device=projected.device)
+            if scale is None:
+                out.transpose(1, 2).copy_(x[:, :, index])
+            else:
+                _rotate(x[:, :, index], cos * scale, sin * scale, out.transpose(1, 2))
+            outputs.append(out)
         ctx.save_for_backward(cos, sin_transposed)
-        ctx.q_scale = q_scale
-        return q, k, v
+        ctx.scales = scales
+        return tuple(outputs)
 
     @staticmethod
-    def backward(ctx, grad_q, grad_k, grad_v):
+    def backward(ctx, *grads):
         cos, sin_transposed = ctx.saved_tensors
-        present = next(g for g in (grad_q, grad_k, grad_v) if g is not None)
+        present = next(g for g in grads if g is not None)
         batch, heads, seq, dim = present.shape
-        grad = torch.empty(batch, seq, 3, heads, dim, dtype=present.dtype, device=present.device)
-        for index, g, scale in ((0, grad_q, ctx.q_scale), (1, grad_k, 1.0), (2, grad_v, None)):
+        grad = torch.empty(batch, seq, len(grads), heads, dim, dtype=present.dtype, device=present.device)
+        for index, (g, scale) in enumerate(zip(grads, ctx.scales)):
             if g is None:
                 grad[:, :, index].zero_()
             elif scale is None:
@@ -246,8 +253,8 @@ def _modernbert_fast_classes() -> dict[type, type]:
             if self.config._attn_implementation != ATTENTION_NAME or position_embeddings is None:
                 return super().forward(hidden_states, position_embeddings, attention_mask, **kwargs)
             cos, sin = position_embeddings
-            query, key, value = _RotaryQKV.apply(self.Wqkv(hidden_states), cos, sin,
-                                                 self.config.num_attention_heads, self.head_dim ** -0.5)
+            query, key, value = _RotaryHeads.apply(self.Wqkv(hidden_states), cos, sin,
+                                                   self.config.num_attention_heads, (self.head_dim ** -0.5, 1.0, None))
             attended, _ = matmul_attention(self, query, key, value, attention_mask, scaling=1.0,
                                            dropout=self.attention_dropout if self.training else 0.0)
             return self.out_drop(self.Wo(attended.reshape(*hidden_states.shape[:-1], -1))), None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 QUERY_BUCKET = 8  # max_selected is rounded up to this: fewer distinct matmul shapes for oneDNN and compile
@@ -148,27 +149,39 @@ def _modernbert_final_hidden_at(encoder: nn.Module, batch: dict[str, torch.Tenso
 
 def _attention_at(attn: nn.Module, normed: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
                   mask: torch.Tensor | None, query_columns: torch.Tensor, query_slots: torch.Tensor) -> torch.Tensor:
-    """ModernBertAttention.forward with queries only at query_columns; returns [len(query_slots), hidden]."""
+    """ModernBertAttention.forward with queries only at query_columns; returns [len(query_slots), hidden].
+    The fused Wqkv is applied in two parts: its query rows to the selected rows only, its key and value rows to
+    every position."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb, eager_attention_forward
+    from transformers.models.modernbert.modeling_modernbert import eager_attention_forward, rotate_half
 
-    from .cpu_kernels import ATTENTION_NAME, _RotaryQKV, matmul_attention
+    from .cpu_kernels import ATTENTION_NAME, _RotaryHeads, matmul_attention
 
     batch, seq, width = normed.shape
     heads, head_dim = attn.config.num_attention_heads, attn.head_dim
-    cos, sin = rotary
+    selected = query_columns.shape[1]
+    weight, bias = attn.Wqkv.weight, attn.Wqkv.bias
+    rows = normed.gather(1, query_columns[:, :, None].expand(batch, selected, width))
+    query = F.linear(rows, weight[:width], None if bias is None else bias[:width])
+    key_value = F.linear(normed, weight[width:], None if bias is None else bias[width:])
+    cos, sin = rotary  # [batch or 1, seq, head_dim]
+    row_index = query_columns[:, :, None].expand(batch, selected, cos.shape[-1])
+    cos_rows, sin_rows = cos.expand(batch, -1, -1).gather(1, row_index), sin.expand(batch, -1, -1).gather(1, row_index)
     implementation = attn.config._attn_implementation
     if implementation == ATTENTION_NAME:
-        query, key, value = _RotaryQKV.apply(attn.Wqkv(normed), cos, sin, heads, head_dim ** -0.5)
+        (query,) = _RotaryHeads.apply(query, cos_rows, sin_rows, heads, (head_dim ** -0.5,))
+        key, value = _RotaryHeads.apply(key_value, cos, sin, heads, (1.0, None))
         attention, scaling = matmul_attention, 1.0
     else:
-        query, key, value = attn.Wqkv(normed).view(batch, seq, 3, heads, head_dim).unbind(dim=2)
-        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
-        query, key = apply_rotary_pos_emb(query, key, cos, sin, unsqueeze_dim=1)
+        def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # as transformers does
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+            return (x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype)
+
+        query = rotate(query.view(batch, selected, heads, head_dim).transpose(1, 2), cos_rows, sin_rows)
+        key, value = key_value.view(batch, seq, 2, heads, head_dim).transpose(1, 3).unbind(dim=2)
+        key = rotate(key, cos, sin)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         scaling = head_dim ** -0.5
-    selected = query_columns.shape[1]
-    query = query.gather(2, query_columns[:, None, :, None].expand(batch, heads, selected, head_dim))
     attended, _ = attention(attn, query, key, value, _mask_rows(mask, query_columns),
                             dropout=attn.attention_dropout if attn.training else 0.0, scaling=scaling,
                             sliding_window=attn.sliding_window)
