@@ -85,8 +85,19 @@ def test_flop_model_counts_what_each_engine_executes():
         (tokens - masked) * (6 * (2 * h * h + 2 * h * i + 7 * h + i) + 12 * s * h))
 
 
-def test_ab_sparse_alternates_the_sparse_and_the_full_last_layer(capsys):
+def test_ab_sparse_alternates_the_sparse_and_the_full_last_layer(capsys, monkeypatch):
     from bench.profile_step import main as profile_main
+    from lmpipe.engine import objectives
+
+    sparse_calls = []  # per training forward: did the batch carry the sparse layer's index?
+    real = objectives.final_hidden_at
+
+    def spy(encoder, batch):
+        if encoder.training:
+            sparse_calls.append("query_columns" in batch)
+        return real(encoder, batch)
+
+    monkeypatch.setattr(objectives, "final_hidden_at", spy)
 
     tiny = ["model.layers=2", "model.hidden=32", "model.heads=2", "model.intermediate=64",
             "pretrain.train.batch_size=8", "data.builtin.corpus_documents=300"]
@@ -95,3 +106,4 @@ def test_ab_sparse_alternates_the_sparse_and_the_full_last_layer(capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     # 33 steps in blocks of 8, the first of each block not counted: 7 + 7 + 7 + 7 steps timed
     assert "sparse last layer" in line and "(14 steps), full last layer" in line and line.endswith("x"), line
+    assert sparse_calls == ([True] * 8 + [False] * 8) * 2 + [True]  # blocks of 8 steps, sparse first

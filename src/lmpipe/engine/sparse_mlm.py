@@ -19,6 +19,8 @@ full forward and select the positions after it.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,7 @@ def query_index(positions: torch.Tensor, count: int, seq_len: int, batch_size: i
     return {"query_columns": torch.from_numpy(query_columns), "query_slots": torch.from_numpy(query_slots)}
 
 
+@functools.cache
 def _bert_family() -> tuple[type, ...]:
     from transformers import BertModel, RobertaModel, RobertaPreLayerNormModel
 
@@ -102,26 +105,35 @@ def _bert_attention_at(attn: nn.Module, normed: torch.Tensor, mask: torch.Tensor
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.bert.modeling_bert import eager_attention_forward
 
-    batch, seq, width = normed.shape
+    batch, seq, _ = normed.shape
     heads, head_dim = attn.num_attention_heads, attn.attention_head_size
-    selected = query_columns.shape[1]
-    rows = normed.gather(1, query_columns[:, :, None].expand(batch, selected, width))
-    query = attn.query(rows).view(batch, selected, heads, head_dim).transpose(1, 2)
+    query = attn.query(_rows(normed, query_columns)).view(batch, -1, heads, head_dim).transpose(1, 2)
     key = attn.key(normed).view(batch, seq, heads, head_dim).transpose(1, 2)
     value = attn.value(normed).view(batch, seq, heads, head_dim).transpose(1, 2)
     attention = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
-    attended, _ = attention(attn, query, key, value, _mask_rows(mask, query_columns),
-                            dropout=attn.dropout.p if attn.training else 0.0, scaling=attn.scaling)
-    return attended.reshape(batch * selected, -1).index_select(0, query_slots)
+    return _attend(attention, attn, query, key, value, mask, query_columns, query_slots,
+                   dropout=attn.dropout.p if attn.training else 0.0, scaling=attn.scaling)
 
 
-def _mask_rows(mask: torch.Tensor | None, query_columns: torch.Tensor) -> torch.Tensor | None:
-    """An attention mask [batch or 1, heads or 1, seq, seq] -> the rows of the selected queries."""
-    if mask is None:
-        return None
+def _rows(x: torch.Tensor, query_columns: torch.Tensor) -> torch.Tensor:
+    """x [batch or 1, seq, features] at each row's selected columns: [batch, max_selected, features]."""
     batch, selected = query_columns.shape
-    mask = mask.expand(batch, -1, -1, -1)
-    return mask.gather(2, query_columns[:, None, :, None].expand(batch, mask.shape[1], selected, mask.shape[3]))
+    x = x.expand(batch, -1, -1)
+    return x.gather(1, query_columns[:, :, None].expand(batch, selected, x.shape[-1]))
+
+
+def _attend(attention, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+            mask: torch.Tensor | None, query_columns: torch.Tensor, query_slots: torch.Tensor,
+            **kwargs) -> torch.Tensor:
+    """A transformers attention function for the [batch, heads, max_selected, head_dim] query block against
+    every key, with the mask's rows of the selected queries; the outputs of the selected positions, in the order
+    of `positions`: [len(query_slots), heads * head_dim]."""
+    batch, selected = query_columns.shape
+    if mask is not None:  # [batch or 1, heads or 1, seq, seq] -> the selected query rows
+        mask = mask.expand(batch, -1, -1, -1)
+        mask = mask.gather(2, query_columns[:, None, :, None].expand(batch, mask.shape[1], selected, mask.shape[3]))
+    attended, _ = attention(module, query, key, value, mask, **kwargs)
+    return attended.reshape(batch * selected, -1).index_select(0, query_slots)
 
 
 def _modernbert_final_hidden_at(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -140,15 +152,16 @@ def _modernbert_final_hidden_at(encoder: nn.Module, batch: dict[str, torch.Tenso
         hidden = layer(hidden, attention_mask=masks[layer.attention_type],
                        position_embeddings=rotary[layer.attention_type])
     flat = hidden.reshape(-1, hidden.shape[-1])
-    attended = _attention_at(last.attn, last.attn_norm(hidden), rotary[last.attention_type],
+    attended = _modernbert_attention_at(last.attn, last.attn_norm(hidden), rotary[last.attention_type],
                              masks[last.attention_type], batch["query_columns"], batch["query_slots"])
     selected = flat.index_select(0, batch["positions"]) + attended
     selected = selected + last.mlp(last.mlp_norm(selected))
     return encoder.final_norm(selected)
 
 
-def _attention_at(attn: nn.Module, normed: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
-                  mask: torch.Tensor | None, query_columns: torch.Tensor, query_slots: torch.Tensor) -> torch.Tensor:
+def _modernbert_attention_at(attn: nn.Module, normed: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
+                             mask: torch.Tensor | None, query_columns: torch.Tensor,
+                             query_slots: torch.Tensor) -> torch.Tensor:
     """ModernBertAttention.forward with queries only at query_columns; returns [len(query_slots), hidden].
     The fused Wqkv is applied in two parts: its query rows to the selected rows only, its key and value rows to
     every position."""
@@ -161,12 +174,10 @@ def _attention_at(attn: nn.Module, normed: torch.Tensor, rotary: tuple[torch.Ten
     heads, head_dim = attn.config.num_attention_heads, attn.head_dim
     selected = query_columns.shape[1]
     weight, bias = attn.Wqkv.weight, attn.Wqkv.bias
-    rows = normed.gather(1, query_columns[:, :, None].expand(batch, selected, width))
-    query = F.linear(rows, weight[:width], None if bias is None else bias[:width])
+    query = F.linear(_rows(normed, query_columns), weight[:width], None if bias is None else bias[:width])
     key_value = F.linear(normed, weight[width:], None if bias is None else bias[width:])
     cos, sin = rotary  # [batch or 1, seq, head_dim]
-    row_index = query_columns[:, :, None].expand(batch, selected, cos.shape[-1])
-    cos_rows, sin_rows = cos.expand(batch, -1, -1).gather(1, row_index), sin.expand(batch, -1, -1).gather(1, row_index)
+    cos_rows, sin_rows = _rows(cos, query_columns), _rows(sin, query_columns)
     implementation = attn.config._attn_implementation
     if implementation == ATTENTION_NAME:
         (query,) = _RotaryHeads.apply(query, cos_rows, sin_rows, heads, (head_dim ** -0.5,))
@@ -182,8 +193,7 @@ def _attention_at(attn: nn.Module, normed: torch.Tensor, rotary: tuple[torch.Ten
         key = rotate(key, cos, sin)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         scaling = head_dim ** -0.5
-    attended, _ = attention(attn, query, key, value, _mask_rows(mask, query_columns),
-                            dropout=attn.attention_dropout if attn.training else 0.0, scaling=scaling,
-                            sliding_window=attn.sliding_window)
-    attended = attended.reshape(batch * selected, width).index_select(0, query_slots)
+    attended = _attend(attention, attn, query, key, value, mask, query_columns, query_slots,
+                       dropout=attn.attention_dropout if attn.training else 0.0, scaling=scaling,
+                       sliding_window=attn.sliding_window)
     return attn.out_drop(attn.Wo(attended))
