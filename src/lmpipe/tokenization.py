@@ -7,8 +7,9 @@ so no position is wasted on padding.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,24 +24,34 @@ from .params import TokenizerParams
 ENCODE_BATCH = 2048  # texts per call into the Rust encoder (it parallelises within a call)
 
 
-def train_tokenizer(texts: Iterable[str], cfg: TokenizerParams) -> PreTrainedTokenizerFast:
-    """A BERT-style WordPiece tokenizer trained on `texts`, wrapped so `save_pretrained` writes tokenizer.json."""
+def train_tokenizer(texts: Sequence[str], cfg: TokenizerParams) -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer trained on `texts`, wrapped so `save_pretrained` writes tokenizer.json.
+
+    Deterministic: the same texts and params give a byte-identical tokenizer.json in any process, with any
+    thread count. The `tokenizers` trainer alone is not (tokenizers#1794): it numbers the continuation pieces
+    (`##x`) in hash-map order and breaks ties between equally frequent merges by id, so each process learns a
+    different vocabulary. Here a first pass with no merges finds the continuation alphabet, the real training
+    reserves those pieces first, in sorted order (as special tokens, which the trainer numbers in the order
+    given), and they are then turned back into ordinary vocabulary.
+    """
     sp = cfg.special_tokens
     specials = [sp.pad, sp.unk, sp.cls, sp.sep, sp.mask]
-    tok = Tokenizer(models.WordPiece(unk_token=sp.unk))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase, strip_accents=cfg.lowercase or None)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=specials, show_progress=False
-    )
+    alphabet = _new_wordpiece(cfg)
+    alphabet.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(
+        vocab_size=0, special_tokens=specials, show_progress=False))
+    continuation = sorted(t for t in alphabet.get_vocab() if t.startswith(CONTINUATION_PREFIX))
+    tok = _new_wordpiece(cfg)
+    trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                        special_tokens=specials + continuation, show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
+    tok = _only_added_tokens(tok, specials)
     cls_id, sep_id = tok.token_to_id(sp.cls), tok.token_to_id(sp.sep)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{sp.cls} $A {sp.sep}",
         pair=f"{sp.cls} $A {sp.sep} $B:1 {sp.sep}:1",
         special_tokens=[(sp.cls, cls_id), (sp.sep, sep_id)],
     )
-    tok.decoder = decoders.WordPiece()
+    tok.decoder = decoders.WordPiece(prefix=CONTINUATION_PREFIX)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token=sp.unk,
@@ -50,6 +61,24 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerParams) -> PreTrainedTok
         mask_token=sp.mask,
         model_max_length=cfg.max_length,
     )
+
+
+CONTINUATION_PREFIX = "##"
+
+
+def _new_wordpiece(cfg: TokenizerParams) -> Tokenizer:
+    tok = Tokenizer(models.WordPiece(unk_token=cfg.special_tokens.unk, continuing_subword_prefix=CONTINUATION_PREFIX))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=cfg.lowercase, strip_accents=cfg.lowercase or None)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tok
+
+
+def _only_added_tokens(tok: Tokenizer, keep: Sequence[str]) -> Tokenizer:
+    """The same tokenizer with every added token but `keep` turned into ordinary vocabulary (an added token is
+    matched in raw text before normalisation and dropped by `skip_special_tokens`)."""
+    state = json.loads(tok.to_str())
+    state["added_tokens"] = [t for t in state["added_tokens"] if t["content"] in keep]
+    return Tokenizer.from_str(json.dumps(state))
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
