@@ -79,7 +79,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, precision: str, ou
         run_cfg = dataclasses.replace(cfg, steps=total, epochs=None, tokens=None, minutes=None, precision=precision,
                                       eval_every=10 ** 9, eval_batches=1, checkpoint_every=0, log_every=1,
                                       micro_batch_size=None)
-        result = train(CausalLM(model, blocks, heldout), run_cfg, lr=cfg.lr, seed=params.seed, dist_info=Dist(),
+        result = train(CausalLM(model, blocks, heldout), run_cfg, lr=params.pretrain.lr, seed=params.seed, dist_info=Dist(),
                        on_step=lambda step, obj: stamps.append(_stamp()), desc=row)
         losses = {int(r["step"]): float(r["loss"]) for r in result.history}
     else:
@@ -95,7 +95,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, precision: str, ou
 
         with tempfile.TemporaryDirectory(prefix="bench-clm-trainer-") as tmp:
             args = TrainingArguments(
-                output_dir=tmp, per_device_train_batch_size=cfg.batch_size, max_steps=total, learning_rate=cfg.lr,
+                output_dir=tmp, per_device_train_batch_size=cfg.batch_size, max_steps=total, learning_rate=params.pretrain.lr,
                 lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_ratio},
                 warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay, adam_beta1=cfg.betas[0],
                 adam_beta2=cfg.betas[1], optim="adamw_torch_fused", max_grad_norm=cfg.max_grad_norm or 0.0,

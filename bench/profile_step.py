@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                               fast_cpu_kernels=not args.no_fast_cpu_kernels)
     stamps: list[float] = []
     if args.ab_sparse:
-        return _ab_sparse(objective, cfg, params.seed, args.warmup, block=8)
+        return _ab_sparse(objective, cfg, params.pretrain.lr, params.seed, args.warmup, block=8)
     if args.op_timer:
         timer = OpTimer()
         with timer:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 stamps.append(time.perf_counter())
                 timer.active = args.warmup <= step < args.warmup + args.steps
 
-            train(objective, cfg, lr=cfg.lr, seed=params.seed, dist_info=Dist(), on_step=on_step, desc="profile")
+            train(objective, cfg, lr=params.pretrain.lr, seed=params.seed, dist_info=Dist(), on_step=on_step, desc="profile")
         steps = np.diff(stamps)
         print(f"step seconds: warm-up {np.round(steps[:args.warmup], 3).tolist()}, "
               f"timed {np.round(steps[args.warmup:args.warmup + args.steps], 3).tolist()}")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             if step > 0:
                 prof.step()
 
-        train(objective, cfg, lr=cfg.lr, seed=params.seed, dist_info=Dist(device=torch.device(args.device)),
+        train(objective, cfg, lr=params.pretrain.lr, seed=params.seed, dist_info=Dist(device=torch.device(args.device)),
               on_step=on_step, desc="profile")
     steps = np.diff(stamps)
     tokens = cfg.batch_size * blocks.shape[1]
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ab_sparse(objective, cfg, seed: int, warmup: int, block: int) -> int:
+def _ab_sparse(objective, cfg, lr: float, seed: int, warmup: int, block: int) -> int:
     import numpy as np
 
     from lmpipe.engine.distributed import Dist
@@ -139,7 +139,7 @@ def _ab_sparse(objective, cfg, seed: int, warmup: int, block: int) -> int:
         return batch
 
     objective.train_batch = train_batch
-    train(objective, cfg, lr=cfg.lr, seed=seed, dist_info=Dist(), desc="ab-sparse")
+    train(objective, cfg, lr=lr, seed=seed, dist_info=Dist(), desc="ab-sparse")
     times = {"sparse": [], "full": []}
     for (start, step), (end, _) in zip(calls, calls[1:]):
         if step >= warmup and step % block:

@@ -106,10 +106,8 @@ def load_config(path: str | None = None, rev: str | None = None,
         raw, source = yaml.safe_load(text) or {}, f"params.yaml at git {rev} ({commit})"
     else:
         file = Path(path) if path else ROOT / "params.yaml"
-        if file.is_file():
-            raw, source = yaml.safe_load(file.read_text()) or {}, str(file.relative_to(ROOT) if file.is_relative_to(ROOT) else file)
-        else:
-            raw, source = {}, "lmpipe.params defaults"
+        raw = yaml.safe_load(file.read_text()) or {}  # no fallback: the bench measures the params file's config
+        source = str(file.relative_to(ROOT) if file.is_relative_to(ROOT) else file)
     for item in overrides:
         key, _, value = item.partition("=")
         set_dotted(raw, key, yaml.safe_load(value))
@@ -288,7 +286,7 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path, device:
     blocks = np.load(data_dir / "blocks.npy").astype(np.int64)
     heldout = np.load(data_dir / "heldout.npy").astype(np.int64)
     total = warmup + steps + 1  # + 1: the last timed interval ends where step `total - 1` begins
-    lr = cfg.lr
+    lr = params.pretrain.lr
 
     torch.manual_seed(params.seed)  # the same initial weights in every row
     model = build_masked_lm(params.model, tokenizer)
@@ -577,7 +575,7 @@ def render(results: dict, machine: dict, data: dict, flops: dict, peaks: dict, a
     m, t = args.model_cfg, args.train_cfg
     w(f"- config: {config_source}: {m.architecture} {m.layers} layers, hidden {m.hidden}, {m.heads} heads, intermediate "
       f"{m.intermediate}, dropout {m.dropout:g} (attention {m.attention_dropout:g}); batch {t.batch_size} x seq "
-      f"{args.seq}; lr {t.lr:g}. {flops['n_total'] / 1e6:.2f}M parameters: encoder {flops['n_encoder'] / 1e6:.3f}M, "
+      f"{args.seq}; lr {args.lr:g}. {flops['n_total'] / 1e6:.2f}M parameters: encoder {flops['n_encoder'] / 1e6:.3f}M, "
       f"vocab projection {flops['n_vocab_projection'] / 1e6:.3f}M (tied to the word embeddings)")
     w(f"- data: {data['source']}: {data['documents']} documents -> WordPiece vocab {data['vocab']} "
       f"(vocab_size param {data['vocab_size_param']}; the corpus has fewer distinct word pieces) -> "
@@ -825,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.run" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     params, raw_params, config_source = load_config(args.params, args.params_rev, config_overrides(parser, args))
     tcfg = params.pretrain.train
-    args.lr, args.warmup_frac, args.wd = tcfg.lr, tcfg.warmup, tcfg.weight_decay
+    args.lr, args.warmup_frac, args.wd = params.pretrain.lr, tcfg.warmup, tcfg.weight_decay
     args.betas, args.clip = list(tcfg.betas), tcfg.max_grad_norm or 0.0
     args.model_cfg, args.train_cfg, args.seq = params.model, tcfg, params.tokenizer.max_length
 

@@ -69,8 +69,7 @@ def main() -> None:
         write_json(f"{REPORTS}/metrics.json", metrics)
         best = evaluation.best_variant(results, cfg.best_metric)
         fractions, seconds = evaluation.training_reports(TRAINING_STAGES)
-        write_text(SUMMARY, render_summary(results, metrics, best, cfg.best_metric, fractions, seconds, cfg.split,
-                                           label_names))
+        write_text(SUMMARY, render_summary(results, metrics, best, cfg.best_metric, fractions, cfg.split, label_names))
         for variant, r in results.items():
             log.info("%16s: accuracy=%.4f f1_macro=%.4f roc_auc=%s ece=%.4f", variant, r["accuracy"],
                      r["f1_macro"], f"{r['roc_auc']:.4f}" if "roc_auc" in r else "n/a", r["ece"])

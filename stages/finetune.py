@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from lmpipe import runtime
-from lmpipe.engine import checkpoint, distributed
+from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.loop import train
 from lmpipe.finetuning import (GradualUnfreezing, apply_strategy, base_source, check_stage_setup,
                                encode_split, layer_lr_scale, make_objective, save_finetuned, unfreeze_period_steps)
@@ -46,8 +46,10 @@ def main() -> None:
         model = load_classifier(source, label_names, classifier_dropout=cfg.classifier_dropout, scratch=scratch,
                                 revision=cfg.base_revision)
         max_length = effective_max_length(requested_length, tokenizer, model)
-        train_ids, train_labels = encode_split(tokenizer, f"{RAW}/train.parquet", max_length, cfg)
-        val_ids, val_labels = encode_split(tokenizer, f"{RAW}/validation.parquet", max_length, cfg)
+        train_ids, train_labels = encode_split(tokenizer, f"{RAW}/train.parquet", max_length, cfg.truncation,
+                                                 cfg.head_fraction)
+        val_ids, val_labels = encode_split(tokenizer, f"{RAW}/validation.parquet", max_length, cfg.truncation,
+                                             cfg.head_fraction)
         model = apply_strategy(model, cfg, section)
         trainable, total = count_parameters(model)
         on_step = None
@@ -71,7 +73,7 @@ def main() -> None:
             metrics = {**best, "best_step": result.best["step"], "best_epoch": result.best["epoch"],
                        "trainable_parameters": trainable, "trainable_fraction": trainable / total,
                        "total_parameters": total, "max_length": max_length, "lr": lr, **result.summary}
-            runtime.write_training_reports(f"reports/{stage}", metrics, result, tracker)
+            reports.write_training_reports(f"reports/{stage}", metrics, result, tracker)
     distributed.teardown()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from lmpipe import runtime
 from lmpipe.clm import build_gpt2, describe, load_causal_lm
 from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
-from lmpipe.engine import checkpoint, distributed
+from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.causal_lm import CausalLM, target_bytes
 from lmpipe.engine.loop import train
 from lmpipe.modeling import require_tracked
@@ -53,10 +53,10 @@ def main(argv: list[str] | None = None) -> None:
                              eval_bytes=target_bytes(tokenizer, heldout_blocks, tokenizer.eos_token_id))
         local_base = [params.base_model] if params.base_model and Path(params.base_model).is_dir() else []
         fingerprint = checkpoint.fingerprint("pretrain-clm", logged, [TOKENIZER, TOKENIZED] + local_base)
-        result = train(objective, cfg.train, lr=cfg.train.lr, seed=params.seed, dist_info=info, tracker=tracker,
+        result = train(objective, cfg.train, lr=cfg.lr, seed=params.seed, dist_info=info, tracker=tracker,
                        checkpoint_dir=runtime.checkpoint_dir("pretrain-clm", fingerprint), desc="pretrain-clm")
         if info.is_main:
-            runtime.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
+            reports.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
     distributed.teardown()
 
 

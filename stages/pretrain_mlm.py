@@ -9,7 +9,7 @@ import pandas as pd
 from transformers import AutoTokenizer
 
 from lmpipe import runtime
-from lmpipe.engine import checkpoint, distributed
+from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import MaskedLM
 from lmpipe.modeling import build_masked_lm, effective_max_length, load_masked_lm, require_tracked
@@ -54,10 +54,10 @@ def main() -> None:
             random_token_fraction=cfg.random_token_fraction, mask_token_id=tokenizer.mask_token_id,
             special_token_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer), eval_seed=params.seed)
         fingerprint = checkpoint.fingerprint("pretrain-mlm", logged, inputs)
-        result = train(objective, cfg.train, lr=cfg.train.lr, seed=params.seed, dist_info=info, tracker=tracker,
+        result = train(objective, cfg.train, lr=cfg.lr, seed=params.seed, dist_info=info, tracker=tracker,
                        checkpoint_dir=runtime.checkpoint_dir("pretrain-mlm", fingerprint), desc="pretrain-mlm")
         if info.is_main:
-            runtime.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
+            reports.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
     distributed.teardown()
 
 

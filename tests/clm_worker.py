@@ -17,7 +17,7 @@ import torch
 
 import engine_worker as ew
 from lmpipe.clm import build_gpt2, pack_documents, train_bpe_tokenizer
-from lmpipe.clm_params import ClmTokenizerParams, GPTParams
+from repo_params import clm_tokenizer_params, gpt_params
 from lmpipe.data.builtin import generate_corpus
 from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.causal_lm import CausalLM, target_bytes
@@ -29,13 +29,13 @@ N_EVAL = 16  # held-out blocks (from held-out documents)
 
 
 def model_params(dropout: float = 0.0) -> GPTParams:
-    return GPTParams(layers=2, width=32, heads=2, context_length=SEQ, dropout=dropout)
+    return gpt_params(layers=2, width=32, heads=2, context_length=SEQ, dropout=dropout)
 
 
 def make_data(directory: Path) -> Path:
     """A 320-token byte-level BPE on 400 builtin documents; train and held-out blocks from disjoint documents."""
     docs = generate_corpus(400, seed=7)
-    tokenizer = train_bpe_tokenizer(docs[:360], ClmTokenizerParams(vocab_size=320, min_frequency=1), SEQ)
+    tokenizer = train_bpe_tokenizer(docs[:360], clm_tokenizer_params(vocab_size=320, min_frequency=1), SEQ)
     tokenizer.save_pretrained(str(directory / "tokenizer"))
     np.save(directory / "train.npy", pack_documents(tokenizer, docs[:360], SEQ).astype(np.int64))
     np.save(directory / "heldout.npy", pack_documents(tokenizer, docs[360:], SEQ)[:N_EVAL].astype(np.int64))

@@ -25,8 +25,11 @@ from lmpipe.engine import checkpoint, distributed
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import MaskedLM
 from lmpipe.modeling import build_masked_lm
-from lmpipe.params import ModelParams, TokenizerParams, TrainParams
+from lmpipe.params import BUDGET_KEYS, ModelParams, TrainParams
 from lmpipe.tokenization import load_tokenizer, pack_blocks, train_tokenizer
+from repo_params import model_params as repo_model_params
+from repo_params import tokenizer_params
+from repo_params import train_params as repo_train_params
 
 SEQ = 32
 N_EVAL = 40  # held-out blocks
@@ -37,27 +40,24 @@ WORDS = ("the a movie film plot acting was great dull superb not never boring bu
 
 
 def model_params(dropout: float = 0.0) -> ModelParams:
-    return ModelParams(architecture="bert", layers=2, hidden=32, heads=2, intermediate=64, max_position=SEQ,
-                       dropout=dropout, attention_dropout=dropout)
+    return repo_model_params(architecture="bert", layers=2, hidden=32, heads=2, intermediate=64, max_position=SEQ,
+                             dropout=dropout, attention_dropout=dropout)
 
 
 def train_params(**overrides) -> TrainParams:
-    """A validated TrainParams for the tiny model: fp32, 4 steps, a log row a step, no checkpoints, one
+    """pretrain.train of params.yaml for the tiny model: fp32, 4 steps, a log row a step, no checkpoints, one
     evaluation at the end; a budget named in `overrides` replaces the steps."""
     values = dict(batch_size=16, steps=4, precision="fp32", eval_every=1000, log_every=1, checkpoint_every=0)
-    values.update(overrides)
-    if any(k in overrides for k in ("epochs", "tokens", "minutes")):
-        values["steps"] = overrides.get("steps")
-    cfg = TrainParams(**values)
-    cfg.check("test", needs_lr=cfg.lr is not None)
-    return cfg
+    if any(k in overrides for k in BUDGET_KEYS):
+        del values["steps"]
+    return repo_train_params(**{**values, **overrides})
 
 
 def make_data(directory: Path) -> Path:
     """Train a ~200-token WordPiece tokenizer on random sentences; pack blocks of SEQ tokens; save both."""
     rng = random.Random(0)
     docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40))) for _ in range(900)]
-    tokenizer = train_tokenizer(docs, TokenizerParams(vocab_size=200, max_length=SEQ, min_frequency=1))
+    tokenizer = train_tokenizer(docs, tokenizer_params(vocab_size=200, max_length=SEQ, min_frequency=1))
     blocks = pack_blocks(tokenizer, docs, SEQ).astype(np.int64)
     tokenizer.save_pretrained(str(directory / "tokenizer"))
     np.save(directory / "blocks.npy", blocks)

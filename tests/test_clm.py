@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,11 +18,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import clm_worker as cw
 import engine_worker as ew
+import pipeline_copy
+from pipeline_copy import CLM_TINY, copy_source
 from lmpipe.clm import evaluate, pack_documents
 from lmpipe.engine import checkpoint
 from lmpipe.engine.causal_lm import target_bytes
@@ -316,52 +315,16 @@ def test_generate_rejects_a_directory_without_a_model(tmp_path, capsys):
 
 # --------------------------------------------------------------------------------------------- the pipeline
 
-TINY = {
-    "data": {"builtin": {"corpus_documents": 300, "train_size": 20, "validation_size": 10, "test_size": 10}},
-    "tokenizer": {"vocab_size": 320, "heldout_fraction": 0.1},
-    "model": {"layers": 1, "width": 32, "heads": 2, "context_length": 32},
-    "pretrain": {"train": {"batch_size": 8, "steps": 6, "eval_every": 3, "checkpoint_every": 2, "log_every": 2}},
-    "evaluate": {"prompts": ["The film", ""], "samples_per_prompt": 1, "sampling": {"max_new_tokens": 8}},
-}
-
-
-def _merge(tree: dict, override: dict) -> None:
-    for key, value in override.items():
-        if isinstance(value, dict):
-            _merge(tree.setdefault(key, {}), value)
-        else:
-            tree[key] = value
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group("e2e-clm")
 def test_dvc_repro_runs_the_clm_pipeline(tmp_path):
-    repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for name in files:
-        source = ROOT / name
-        skip = name.startswith(("tests/", "bench/", "reports/", "models/", "data/")) and not name.startswith(
-            "data/external/")  # outputs and other work in progress: the copy starts from code and params
-        if source.is_file() and not skip and "dvc.lock" not in name:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, repo / name)
-    params = yaml.safe_load((repo / "clm/params.yaml").read_text())
-    _merge(params, TINY)
-    (repo / "clm/params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(repo / "src"), "LMPIPE_TRACKING": "0"}
-    env.pop("DVC_ROOT", None)
+    repo = copy_source(tmp_path / "repo", {"clm/params.yaml": CLM_TINY})
 
     def run(*args: str) -> str:
-        result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, f"{' '.join(args)} failed:\n{(result.stdout + result.stderr)[-6000:]}"
-        return result.stdout + result.stderr
+        return pipeline_copy.run(repo, *args, tracking=False)
 
-    for git in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *git], cwd=repo, check=True)
     output = run("dvc", "repro", "clm/dvc.yaml")
-    assert set(re.findall(r"Running stage '([^']+)'", output)) == {
+    assert pipeline_copy.ran(output) == {
         f"clm/dvc.yaml:{stage}" for stage in ("tokenize-clm", "pretrain-clm", "evaluate-clm")}
     assert "Running stage 'download'" not in output  # its own pipeline: the main one is not run
 
@@ -378,7 +341,8 @@ def test_dvc_repro_runs_the_clm_pipeline(tmp_path):
     assert (repo / "clm/dvc.lock").is_file()
     assert "Running stage" not in run("dvc", "repro", "clm/dvc.yaml")  # nothing is stale
     assert "reports/clm/evaluate/metrics.json" in run("dvc", "metrics", "show")
-    plots = subprocess.run(["dvc", "plots", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
+    plots = subprocess.run(["dvc", "plots", "show", "--json"], cwd=repo, env=pipeline_copy.environment(repo, False),
+                           capture_output=True, text=True)
     plots = json.loads(plots.stdout)  # (the main pipeline's plots have no data here: errors for those)
     assert not [e for e in plots.get("errors", []) if "clm" in json.dumps(e)]  # paths resolve from clm/
     assert "Causal-LM loss (per token)" in plots["data"]

@@ -16,7 +16,7 @@ from lmpipe.engine.cpu_kernels import FastDropout, dropout_keep_mask, use_fast_c
 from lmpipe.engine.distributed import Dist
 from lmpipe.engine.loop import StepSampler, train
 from lmpipe.modeling import build_masked_lm, load_classifier, save_model
-from lmpipe.params import ModelParams
+from repo_params import model_params
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_dropout_mask_has_the_requested_rate_and_keeps_the_expectation(dtype):
 
 def _modernbert_with_fast_kernels(tokenizer, fused: bool, dropout: float):
     # a wide init makes attention peaked, so q and k get gradients of the same order as v
-    cfg = ModelParams(architecture="modernbert", layers=2, hidden=32, heads=2, intermediate=64, max_position=32,
+    cfg = model_params(architecture="modernbert", layers=2, hidden=32, heads=2, intermediate=64, max_position=32,
                       dropout=dropout, attention_dropout=dropout, init_std=0.3)
     torch.manual_seed(0)
     model = build_masked_lm(cfg, tokenizer).train()
@@ -81,7 +81,7 @@ def test_fused_modernbert_blocks_give_transformers_gradients(tokenizer, dropout)
 
 @pytest.mark.parametrize("architecture", ["bert", "roberta-prelayernorm", "modernbert"])
 def test_fast_kernels_compute_the_same_function_with_padding(tokenizer, tmp_path, architecture):
-    cfg = ModelParams(architecture=architecture, layers=2, hidden=32, heads=2, intermediate=64, max_position=32)
+    cfg = model_params(architecture=architecture, layers=2, hidden=32, heads=2, intermediate=64, max_position=32)
     save_model(build_masked_lm(cfg, tokenizer), tokenizer, tmp_path / "mlm")
     reference = load_classifier(tmp_path / "mlm", ["a", "b"]).eval()
     fast = load_classifier(tmp_path / "mlm", ["a", "b"]).eval()
@@ -105,14 +105,14 @@ def test_fast_kernels_compute_the_same_function_with_padding(tokenizer, tmp_path
 
 def test_prelayernorm_encoder_pretrains_and_saves_a_plain_hugging_face_directory(tokenizer, tmp_path):
     _, blocks = ew.load_data(ew.make_data(tmp_path / "data"))
-    cfg = ModelParams(architecture="roberta-prelayernorm", layers=2, hidden=32, heads=2, intermediate=64,
+    cfg = model_params(architecture="roberta-prelayernorm", layers=2, hidden=32, heads=2, intermediate=64,
                       max_position=ew.SEQ, dropout=0.1, attention_dropout=0.1)
     torch.manual_seed(0)
     model = build_masked_lm(cfg, tokenizer)
     objective = ew.MaskedLM(model, blocks[:-ew.N_EVAL], blocks[-ew.N_EVAL:], mask_rate=0.15, mask_token_fraction=0.8,
                             random_token_fraction=0.1, mask_token_id=tokenizer.mask_token_id,
                             special_token_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer))
-    result = train(objective, ew.train_params(steps=40, lr=3e-3, eval_every=20), lr=3e-3, seed=0, dist_info=Dist())
+    result = train(objective, ew.train_params(steps=40, eval_every=20), lr=3e-3, seed=0, dist_info=Dist())
     assert result.evals[-1]["loss"] < result.evals[0]["loss"] < np.log(len(tokenizer))
     save_model(model, tokenizer, tmp_path / "pretrained")
     reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "pretrained")

@@ -5,11 +5,11 @@ import pytest
 
 from lmpipe.data.loading import load_data
 from lmpipe.data.sources import DataError
-from lmpipe.params import params_from_dict
+from repo_params import params_with
 
 
 def test_builtin_splits_are_deterministic_and_distinct():
-    cfg = params_from_dict({"data": {"builtin": {"corpus_documents": 50, "train_size": 40, "validation_size": 10,
+    cfg = params_with({"data": {"builtin": {"corpus_documents": 50, "train_size": 40, "validation_size": 10,
                                                  "test_size": 20}}}).data
     first, again = load_data(cfg, seed=1), load_data(cfg, seed=1)
     assert [len(first.splits[s]) for s in ("train", "validation", "test")] == [40, 10, 20]
@@ -22,7 +22,7 @@ def test_imdb_csv_layout_through_params(tmp_path):
     rows = [("A superb, moving film.", "positive"), ('Dull, "boring"\nand long.', "negative")] * 10
     for split in ("train", "test"):
         pd.DataFrame(rows, columns=["review", "sentiment"]).to_csv(tmp_path / f"{split}.csv", index=False)
-    cfg = params_from_dict({"data": {"source": "files", "files": {
+    cfg = params_with({"data": {"source": "files", "files": {
         "train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv"),
         "text_column": "review", "label_column": "sentiment"}}}).data
     data = load_data(cfg, seed=0)
@@ -36,7 +36,7 @@ def test_glue_tsv_layout_with_a_corpus_file(tmp_path):
     (tmp_path / "train.tsv").write_text("sentence\tlabel\nit 's \"great\" \t1\nso dull \t0\n" * 5)
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\nfine film \t1\nbad film \t0\n")
     (tmp_path / "corpus.txt").write_text("first document\n\nsecond document\n")
-    cfg = params_from_dict({"data": {"source": "files", "files": {
+    cfg = params_with({"data": {"source": "files", "files": {
         "train": str(tmp_path / "train.tsv"), "test": str(tmp_path / "dev.tsv"), "validation": str(tmp_path / "dev.tsv"),
         "text_column": "sentence", "corpus": str(tmp_path / "corpus.txt")}}}).data
     data = load_data(cfg, seed=0)
@@ -47,7 +47,7 @@ def test_glue_tsv_layout_with_a_corpus_file(tmp_path):
 def test_bad_row_names_file_and_row(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\ngood,1\n,0\n")
     (tmp_path / "test.csv").write_text("text,label\ngood,1\nbad,0\n")
-    cfg = params_from_dict({"data": {"source": "files", "files": {
+    cfg = params_with({"data": {"source": "files", "files": {
         "train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}}}).data
     with pytest.raises(DataError, match=r"train\.csv.*row 2"):
         load_data(cfg, seed=0)

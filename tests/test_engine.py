@@ -31,7 +31,7 @@ from lmpipe.engine.loop import StepSampler, train
 from lmpipe.engine.objectives import IGNORE, Classification, mix_keys, pad_batch, row_uniforms
 from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups
 from lmpipe.modeling import encoder_config
-from lmpipe.params import TrainParams
+from repo_params import train_params
 
 WORKER = Path(__file__).with_name("engine_worker.py")
 REPO = Path(__file__).resolve().parents[1]
@@ -266,16 +266,16 @@ def test_learning_rate_follows_the_schedule_in_the_loop(data):
 
 
 def test_lr_factor_warmup_linear_cosine_constant():
-    linear = TrainParams(steps=100, warmup=0.1, schedule="linear")
+    linear = train_params(steps=100, warmup=0.1, schedule="linear")
     for progress, factor in [(0.0, 0.0), (0.05, 0.5), (0.1, 1.0), (0.55, 0.5), (1.0, 0.0), (1.5, 0.0)]:
         assert lr_factor(progress, linear) == pytest.approx(factor)
-    floor = TrainParams(steps=100, warmup=0.1, schedule="linear", min_lr_ratio=0.1)
+    floor = train_params(steps=100, warmup=0.1, schedule="linear", min_lr_ratio=0.1)
     assert lr_factor(1.0, floor) == pytest.approx(0.1)
     assert lr_factor(0.55, floor) == pytest.approx(0.55)
-    cosine = TrainParams(steps=100, warmup=0.0, schedule="cosine")
+    cosine = train_params(steps=100, warmup=0.0, schedule="cosine")
     for progress, factor in [(0.0, 1.0), (0.25, 0.5 * (1 + math.cos(math.pi / 4))), (0.5, 0.5), (1.0, 0.0)]:
         assert lr_factor(progress, cosine) == pytest.approx(factor)
-    constant = TrainParams(steps=100, warmup=0.5, schedule="constant")
+    constant = train_params(steps=100, warmup=0.5, schedule="constant")
     assert [lr_factor(p, constant) for p in (0.25, 0.5, 0.9)] == pytest.approx([0.5, 1.0, 1.0])
 
 
@@ -293,7 +293,7 @@ def test_no_weight_decay_on_biases_and_layer_norms(data):
         assert group["lr"] == pytest.approx(1e-2 if name.startswith("cls.") else 1e-3), name
     assert by_name["bert.encoder.layer.0.attention.output.LayerNorm.weight"]["weight_decay"] == 0.0
     assert by_name["bert.encoder.layer.0.attention.self.query.weight"]["weight_decay"] == 0.01
-    optimizer = build_optimizer(groups, TrainParams(steps=1), torch.device("cpu"))
+    optimizer = build_optimizer(groups, train_params(steps=1), torch.device("cpu"))
     assert sorted({g["weight_decay"] for g in optimizer.param_groups}) == [0.0, 0.01]
 
 

@@ -16,7 +16,8 @@ from lmpipe.finetuning import (ADAPTER_DIR, GradualUnfreezing, apply_strategy, l
                                encode_for_model, encode_split, is_head, layer_lr_scale, load_lora_classifier, make_objective,
                                save_finetuned, unfreeze_period_steps)
 from lmpipe.modeling import count_parameters, load_classifier
-from lmpipe.params import FinetuneParams, LoraParams, ParamsError, TokenizerParams, TrainParams, params_from_dict
+from lmpipe.params import FinetuneParams, ParamsError
+from repo_params import finetune_params, lora_params, params_with, tokenizer_params, train_params
 from lmpipe.tokenization import encode_labelled, train_tokenizer
 
 LABELS = ["negative", "positive"]
@@ -88,11 +89,11 @@ def _objective(model, num_labels: int = 2, cfg: FinetuneParams | None = None):
     train_ids, train_labels = _data(16, num_labels)
     val_ids, val_labels = _data(8, num_labels, seed=1)
     return make_objective(model, train_ids, train_labels, val_ids, val_labels, num_labels=num_labels,
-                          pad_token_id=0, cfg=cfg or FinetuneParams())
+                          pad_token_id=0, cfg=cfg or finetune_params())
 
 
 def _train(objective, steps: int = 3, lr: float = 1e-2, **kwargs):
-    cfg = TrainParams(batch_size=4, steps=steps, precision="fp32", warmup=0.0, schedule="constant",
+    cfg = train_params(batch_size=4, steps=steps, precision="fp32", warmup=0.0, schedule="constant",
                       checkpoint_every=0, eval_every=1000, log_every=1, weight_decay=0.01)
     return train(objective, cfg, lr=lr, seed=0, dist_info=Dist(), **kwargs)
 
@@ -120,7 +121,7 @@ def _arch(path) -> str:
                                                            for i in (0, 1))),
 ])
 def test_strategy_trains_exactly_what_it_claims(encoder_dir, strategy, frozen):
-    model = apply_strategy(load_classifier(encoder_dir, LABELS), FinetuneParams(strategy=strategy, freeze_layers=2))
+    model = apply_strategy(load_classifier(encoder_dir, LABELS), finetune_params(strategy=strategy, freeze_layers=2))
     before = _snapshot(model)
     received = _grads(model)
     for name, got in received.items():
@@ -135,14 +136,14 @@ def test_strategy_trains_exactly_what_it_claims(encoder_dir, strategy, frozen):
 
 
 def test_pooler_of_a_masked_lm_checkpoint_always_trains(mlm_dir):
-    model = apply_strategy(load_classifier(mlm_dir, LABELS), FinetuneParams(strategy="frozen_encoder"))
+    model = apply_strategy(load_classifier(mlm_dir, LABELS), finetune_params(strategy="frozen_encoder"))
     received = _grads(model)
     assert received["bert.pooler.dense.weight"] and received["classifier.weight"]
 
 
 def test_freeze_bottom_beyond_the_model_is_a_params_error(mlm_dir):
     with pytest.raises(ParamsError, match=r"freeze_finetune.freeze_layers: 5 exceeds the model's 3 layers"):
-        apply_strategy(load_classifier(mlm_dir, LABELS), FinetuneParams(strategy="freeze_bottom", freeze_layers=5),
+        apply_strategy(load_classifier(mlm_dir, LABELS), finetune_params(strategy="freeze_bottom", freeze_layers=5),
                        "freeze_finetune")
 
 
@@ -150,7 +151,7 @@ def test_freeze_bottom_beyond_the_model_is_a_params_error(mlm_dir):
 
 
 def test_gradual_unfreezing_releases_one_group_from_the_top_per_period(encoder_dir):
-    model = apply_strategy(load_classifier(encoder_dir, LABELS), FinetuneParams(strategy="gradual_unfreezing"))
+    model = apply_strategy(load_classifier(encoder_dir, LABELS), finetune_params(strategy="gradual_unfreezing"))
     hook = GradualUnfreezing(model, period_steps=2)
     assert len(hook.groups) == 4  # 3 layers + embeddings
     prefix = LAYER[_arch(encoder_dir)]
@@ -172,7 +173,7 @@ def test_gradual_unfreezing_releases_one_group_from_the_top_per_period(encoder_d
 
 
 def test_gradual_unfreezing_through_the_engine_leaves_unreleased_layers_bit_identical(mlm_dir):
-    model = apply_strategy(load_classifier(mlm_dir, LABELS), FinetuneParams(strategy="gradual_unfreezing"))
+    model = apply_strategy(load_classifier(mlm_dir, LABELS), finetune_params(strategy="gradual_unfreezing"))
     before = _snapshot(model)
     hook = GradualUnfreezing(model, period_steps=2)
     steps = []
@@ -186,15 +187,15 @@ def test_gradual_unfreezing_through_the_engine_leaves_unreleased_layers_bit_iden
 
 
 def test_unfreeze_period_in_epochs_follows_the_engine_epoch():
-    cfg = FinetuneParams(strategy="gradual_unfreezing", unfreeze_every=0.5, unfreeze_unit="epochs")
+    cfg = finetune_params(strategy="gradual_unfreezing", unfreeze_every=0.5, unfreeze_unit="epochs")
     assert unfreeze_period_steps(cfg, train_size=4000) == 62  # 125 steps of 32 per epoch
-    assert unfreeze_period_steps(FinetuneParams(unfreeze_every=7, unfreeze_unit="steps"), 4000) == 7
+    assert unfreeze_period_steps(finetune_params(unfreeze_every=7, unfreeze_unit="steps"), 4000) == 7
 
 
 def test_gradual_unfreezing_under_torchrun_is_a_params_error():
     with pytest.raises(ParamsError, match="finetune.strategy: gradual_unfreezing runs in one process only"):
-        check_stage_setup(FinetuneParams(strategy="gradual_unfreezing"), "finetune", world=2)
-    check_stage_setup(FinetuneParams(strategy="full"), "finetune", world=2)
+        check_stage_setup(finetune_params(strategy="gradual_unfreezing"), "finetune", world=2)
+    check_stage_setup(finetune_params(strategy="full"), "finetune", world=2)
 
 
 # --------------------------------------------------------------------------------------------- layer-wise lr
@@ -202,7 +203,7 @@ def test_gradual_unfreezing_under_torchrun_is_a_params_error():
 
 @pytest.mark.parametrize("strategy", ["full", "freeze_embeddings"])
 def test_layer_wise_lr_decay_scales_each_update(mlm_dir, strategy):
-    model = apply_strategy(load_classifier(mlm_dir, LABELS), FinetuneParams(strategy=strategy))
+    model = apply_strategy(load_classifier(mlm_dir, LABELS), finetune_params(strategy=strategy))
     lr, decay = 0.1, 0.5
     groups = param_groups(model, lr, 0.0, layer_lr_scale(model, decay))
     by_name = {n: g["lr"] for g in groups for n in g["names"]}
@@ -215,7 +216,7 @@ def test_layer_wise_lr_decay_scales_each_update(mlm_dir, strategy):
     else:
         assert not any(".embeddings." in n for n in by_name)
     # A real step of plain SGD moves each parameter by exactly its group's lr times its gradient.
-    optimizer = build_optimizer(groups, TrainParams(steps=1, optimizer="sgd", momentum=0.0), torch.device("cpu"))
+    optimizer = build_optimizer(groups, train_params(steps=1, optimizer="sgd", momentum=0.0), torch.device("cpu"))
     before = _snapshot(model)
     _grads_kept = _backward(model)
     optimizer.step()
@@ -237,7 +238,7 @@ def _backward(model) -> dict[str, torch.Tensor]:
 
 
 def test_lora_trains_adapters_and_head_only_and_round_trips(encoder_dir, tmp_path):
-    cfg = FinetuneParams(strategy="lora", lora=LoraParams(rank=4, alpha=8, dropout=0.0))
+    cfg = finetune_params(strategy="lora", lora=lora_params(rank=4, alpha=8, dropout=0.0))
     model = apply_strategy(load_classifier(encoder_dir, LABELS), cfg)
     received = _grads(model)
     for name, got in received.items():
@@ -292,7 +293,7 @@ def test_lora_trains_adapters_and_head_only_and_round_trips(encoder_dir, tmp_pat
 
 
 def test_lora_target_modules_must_exist(mlm_dir):
-    cfg = FinetuneParams(strategy="lora", lora=LoraParams(target_modules=["q_proj"]))
+    cfg = finetune_params(strategy="lora", lora=lora_params(target_modules=["q_proj"]))
     with pytest.raises(ParamsError, match=r"finetune.lora.target_modules: \['q_proj'\] name no module"):
         apply_strategy(load_classifier(mlm_dir, LABELS), cfg)
 
@@ -302,7 +303,7 @@ def test_lora_target_modules_must_exist(mlm_dir):
 
 def _tokenizer():
     texts = ["the plot was dull but the acting was superb", "not great never boring", "a film"] * 20
-    return train_tokenizer(texts, TokenizerParams(vocab_size=100, min_frequency=1, max_length=16))
+    return train_tokenizer(texts, tokenizer_params(vocab_size=100, min_frequency=1, max_length=16))
 
 
 @pytest.fixture(scope="module")
@@ -324,8 +325,8 @@ def test_start_from_a_local_model_directory_with_its_own_tokenizer(own_tokenizer
                           "label": [0, 1, 2, 3] * 4})
     frame.to_parquet(tmp_path / "train.parquet")
     tokenizer = AutoTokenizer.from_pretrained(own_tokenizer_dir)
-    cfg = FinetuneParams(strategy="freeze_embeddings", class_weights="balanced", layer_lr_decay=0.8)
-    ids, labels = encode_split(tokenizer, tmp_path / "train.parquet", 16, cfg)
+    cfg = finetune_params(strategy="freeze_embeddings", class_weights="balanced", layer_lr_decay=0.8)
+    ids, labels = encode_split(tokenizer, tmp_path / "train.parquet", 16, cfg.truncation, cfg.head_fraction)
     assert ids[0].tolist() == tokenizer("the plot was dull")["input_ids"]  # its own vocabulary
     # The directory's head has 2 unnamed labels (LABEL_0, LABEL_1): it is re-made for the data's 4 named ones;
     # the encoder keeps the directory's weights.
@@ -346,8 +347,7 @@ def test_start_from_a_local_model_directory_with_its_own_tokenizer(own_tokenizer
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     # Evaluation re-encodes a split as the model saw it: its tokenizer, its truncation.
     again, _ = encode_for_model(tmp_path / "out", tmp_path / "train.parquet")
-    expected = encode_split(tokenizer, tmp_path / "train.parquet", 16, FinetuneParams(truncation="head_tail",
-                                                                                        head_fraction=0.5))[0]
+    expected = encode_split(tokenizer, tmp_path / "train.parquet", 16, "head_tail", 0.5)[0]
     assert [x.tolist() for x in again] == [x.tolist() for x in expected]
     assert type(loaded).__name__ == "DistilBertForSequenceClassification" and loaded.config.num_labels == 4
     assert AutoTokenizer.from_pretrained(tmp_path / "out").get_vocab() == tokenizer.get_vocab()
@@ -355,21 +355,21 @@ def test_start_from_a_local_model_directory_with_its_own_tokenizer(own_tokenizer
 
 def test_a_local_base_model_outside_data_external_is_refused(own_tokenizer_dir, tmp_path):
     repo = own_tokenizer_dir.parents[2]
-    check_stage_setup(FinetuneParams(base_model=str(own_tokenizer_dir)), "finetune", world=1, repo=repo)
+    check_stage_setup(finetune_params(base_model=str(own_tokenizer_dir)), "finetune", world=1, repo=repo)
     with pytest.raises(ParamsError, match="finetune.base_model: .* is outside data/external/"):
-        check_stage_setup(FinetuneParams(base_model=str(own_tokenizer_dir)), "finetune", world=1, repo=tmp_path)
+        check_stage_setup(finetune_params(base_model=str(own_tokenizer_dir)), "finetune", world=1, repo=tmp_path)
 
 
 def test_base_model_values_are_checked_with_their_path(own_tokenizer_dir, tmp_path):
-    assert params_from_dict({"finetune": {"base_model": str(own_tokenizer_dir)}}).finetune.base_model
-    assert params_from_dict({"finetune": {"base_model": "bert-base-uncased", "base_revision": "main"}})
+    assert params_with({"finetune": {"base_model": str(own_tokenizer_dir)}}).finetune.base_model
+    assert params_with({"finetune": {"base_model": "bert-base-uncased", "base_revision": "main"}})
     with pytest.raises(ParamsError, match="finetune.base_model: './missing' is not"):
-        params_from_dict({"finetune": {"base_model": "./missing"}})
+        params_with({"finetune": {"base_model": "./missing"}})
     with pytest.raises(ParamsError, match="finetune.base_model: .* has no config.json"):
-        params_from_dict({"finetune": {"base_model": str(tmp_path)}})
+        params_with({"finetune": {"base_model": str(tmp_path)}})
     with pytest.raises(ParamsError, match="finetune_scratch.class_weights: expected 'balanced' or list or null"):
-        params_from_dict({"finetune_scratch": {"class_weights": "equal"}})
-    assert params_from_dict({"finetune": {"class_weights": [1, 2]}}).finetune.class_weights == [1.0, 2.0]
+        params_with({"finetune_scratch": {"class_weights": "equal"}})
+    assert params_with({"finetune": {"class_weights": [1, 2]}}).finetune.class_weights == [1.0, 2.0]
 
 
 # --------------------------------------------------------------------------------------------- classification
@@ -411,7 +411,7 @@ def test_class_weights_balanced_and_explicit_weight_the_training_loss(mlm_dir):
 
     names = ["w", "x", "y", "z"]
     model = load_classifier(mlm_dir, names).eval()
-    cfg = FinetuneParams(class_weights=[1.0, 2.0, 3.0, 4.0])
+    cfg = finetune_params(class_weights=[1.0, 2.0, 3.0, 4.0])
     objective = _objective(model, num_labels=4, cfg=cfg)
     batch = objective.train_batch(np.arange(8), 0, 0)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -427,8 +427,8 @@ def test_class_weights_balanced_and_explicit_weight_the_training_loss(mlm_dir):
 
 def test_multiclass_training_through_the_engine(mlm_dir):
     names = ["sports", "politics", "science", "arts", "travel"]
-    model = apply_strategy(load_classifier(mlm_dir, names), FinetuneParams())
-    objective = _objective(model, num_labels=5, cfg=FinetuneParams(class_weights="balanced"))
+    model = apply_strategy(load_classifier(mlm_dir, names), finetune_params())
+    objective = _objective(model, num_labels=5, cfg=finetune_params(class_weights="balanced"))
     result = _train(objective, steps=3)
     assert set(result.evals[-1]) >= {"accuracy", "f1_macro", "loss"}
     assert model.config.id2label[4] == "travel" and model.classifier.out_features == 5

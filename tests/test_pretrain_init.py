@@ -15,7 +15,8 @@ import yaml
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM
 
 from lmpipe.data.builtin import generate_corpus
-from lmpipe.params import ParamsError, TokenizerParams, load_params
+from lmpipe.params import ParamsError, load_params
+from repo_params import tokenizer_params
 from lmpipe.tokenization import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def workdir(tmp_path) -> Path:
     corpus = generate_corpus(300, seed=1)
     (tmp_path / "data/raw").mkdir(parents=True)
     pd.DataFrame({"text": corpus}).to_parquet(tmp_path / "data/raw/corpus.parquet")
-    tokenizer = train_tokenizer(corpus, TokenizerParams(vocab_size=300, max_length=32, min_frequency=1))
+    tokenizer = train_tokenizer(corpus, tokenizer_params(vocab_size=300, max_length=32, min_frequency=1))
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)

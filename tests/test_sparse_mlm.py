@@ -104,3 +104,21 @@ def test_other_attention_functions_run_the_full_forward():
     objective = _objective("sdpa", ["full_attention", "full_attention"])
     objective.model.config._attn_implementation = "flex_attention"  # no per-row query gather for block masks
     assert not supports_sparse_last_layer(objective.model.base_model)
+
+
+def test_outside_the_tested_transformers_releases_the_stock_modules_run(monkeypatch):
+    """An untested transformers: no module is swapped, the last layer runs in full, and one warning says so."""
+    from packaging.specifiers import SpecifierSet
+
+    from lmpipe.engine import transformers_compat
+
+    monkeypatch.setattr(transformers_compat, "TESTED_TRANSFORMERS", SpecifierSet("<1"))
+    monkeypatch.setattr(transformers_compat, "_warned", False)
+    model = _masked_lm("modernbert", ["full_attention"] * 2).train()
+    classes = [type(m) for m in model.modules()]
+    with pytest.warns(transformers_compat.UntestedTransformersWarning, match="outside the releases") as caught:
+        assert use_fast_cpu_kernels(model) == 0
+        assert not supports_sparse_last_layer(model.model)
+    assert len(caught) == 1
+    assert [type(m) for m in model.modules()] == classes
+    assert model.config._attn_implementation != "lmpipe_cpu"

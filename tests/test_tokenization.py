@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from lmpipe.data.builtin import generate_corpus
-from lmpipe.params import TokenizerParams
+from repo_params import tokenizer_params
 from lmpipe.tokenization import (encode_labelled, pack_blocks, read_blocks, read_labelled, split_heldout,
                                  train_tokenizer, write_blocks)
 from lmpipe.io import write_table
@@ -19,7 +19,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def tokenizer(corpus, tmp_path_factory):
-    trained = train_tokenizer(corpus, TokenizerParams(vocab_size=500, max_length=32))
+    trained = train_tokenizer(corpus, tokenizer_params(vocab_size=500, max_length=32))
     path = tmp_path_factory.mktemp("tok")
     trained.save_pretrained(path)
     return AutoTokenizer.from_pretrained(path)  # what every later stage does
@@ -35,7 +35,7 @@ def test_saved_tokenizer_loads_with_autotokenizer(tokenizer):
 
 
 def test_lowercase_off_keeps_case(corpus):
-    tok = train_tokenizer(corpus, TokenizerParams(vocab_size=500, lowercase=False))
+    tok = train_tokenizer(corpus, tokenizer_params(vocab_size=500, lowercase=False))
     assert tok.decode(tok("The Film")["input_ids"], skip_special_tokens=True) == "The Film"
 
 

@@ -7,7 +7,7 @@ pipelines and every error names the key's full path before any stage does expens
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +18,10 @@ CLM_PARAMS_FILE = "clm/params.yaml"  # relative to the repository root, where th
 
 @dataclass
 class ClmTokenizerParams:
-    vocab_size: int = 4096  # byte-level BPE: 256 byte symbols + merges + the end-of-text token
-    min_frequency: int = 2
-    end_of_text: str = "<|endoftext|>"  # separates packed documents; generation stops at it
-    heldout_fraction: float = 0.02  # whole corpus documents held out for perplexity
+    vocab_size: int  # byte-level BPE: 256 byte symbols + merges + the end-of-text token
+    min_frequency: int
+    end_of_text: str  # separates packed documents; generation stops at it
+    heldout_fraction: float  # whole corpus documents held out for perplexity
 
     def check(self, path: str) -> None:
         _require(self.vocab_size >= 300, f"{path}.vocab_size", "must be >= 300 (256 bytes + merges + specials)")
@@ -34,12 +34,12 @@ class ClmTokenizerParams:
 class GPTParams:
     """A GPT-2 decoder from scratch (ignored when base_model is set, except context_length)."""
 
-    layers: int = 4
-    width: int = 256  # n_embd; the MLP is 4 x width, as in GPT-2
-    heads: int = 4
-    context_length: int = 128  # packed block length in tokens (n_positions of a new model)
-    dropout: float = 0.1  # residual, embedding and attention dropout
-    init_std: float = 0.02  # GPT-2's initializer_range
+    layers: int
+    width: int  # n_embd; the MLP is 4 x width, as in GPT-2
+    heads: int
+    context_length: int  # packed block length in tokens (n_positions of a new model)
+    dropout: float  # residual, embedding and attention dropout
+    init_std: float  # GPT-2's initializer_range
 
     def check(self, path: str) -> None:
         for name in ("layers", "width", "heads"):
@@ -53,21 +53,22 @@ class GPTParams:
 
 @dataclass
 class ClmPretrainParams:
-    train: TrainParams = field(default_factory=lambda: TrainParams(batch_size=32, steps=200, lr=1e-3))
+    lr: float  # peak learning rate of the schedule
+    train: TrainParams
 
     def check(self, path: str) -> None:
-        self.train.check(f"{path}.train", needs_lr=True)
+        _require(self.lr > 0, f"{path}.lr", "must be > 0")
 
 
 @dataclass
 class SamplingParams:
     """How evaluate-clm continues its prompts (the same knobs as the lmpipe-generate command)."""
 
-    greedy: bool = False
-    temperature: float = 0.8
-    top_k: int = 50  # 0: off
-    top_p: float = 0.95  # 1.0: off
-    max_new_tokens: int = 40
+    greedy: bool
+    temperature: float
+    top_k: int  # 0: off
+    top_p: float  # 1.0: off
+    max_new_tokens: int
 
     def check(self, path: str) -> None:
         _require(self.temperature > 0, f"{path}.temperature", "must be > 0")
@@ -78,13 +79,12 @@ class SamplingParams:
 
 @dataclass
 class ClmEvaluateParams:
-    batch_size: int = 32  # held-out blocks per forward pass
-    max_batches: int | None = None  # cap on held-out batches; null: all of them
-    precision: Literal["auto", "fp32", "bf16"] = "fp32"  # fp32: perplexities comparable across machines
-    prompts: list[str] = field(default_factory=lambda: [
-        "The film", "I expected a thriller, but", "Overall, the acting was"])
-    samples_per_prompt: int = 2
-    sampling: SamplingParams = field(default_factory=SamplingParams)
+    batch_size: int  # held-out blocks per forward pass
+    max_batches: int | None  # cap on held-out batches; null: all of them
+    precision: Literal["auto", "fp32", "bf16"]  # fp32: perplexities comparable across machines
+    prompts: list[str]
+    samples_per_prompt: int
+    sampling: SamplingParams
 
     def check(self, path: str) -> None:
         _require(self.batch_size > 0, f"{path}.batch_size", "must be > 0")
@@ -95,16 +95,16 @@ class ClmEvaluateParams:
 
 @dataclass
 class ClmParams:
-    seed: int = 42
+    seed: int
     # null: a GPT-2 from scratch (model: sizes) with a BPE tokenizer trained on the corpus; otherwise continued
     # training of a Hugging Face causal-LM directory or hub id (gpt2), with its own tokenizer.
-    base_model: str | None = None
-    data: DataParams = field(default_factory=DataParams)
-    tokenizer: ClmTokenizerParams = field(default_factory=ClmTokenizerParams)
-    model: GPTParams = field(default_factory=GPTParams)
-    pretrain: ClmPretrainParams = field(default_factory=ClmPretrainParams)
-    evaluate: ClmEvaluateParams = field(default_factory=ClmEvaluateParams)
-    tracking: TrackingParams = field(default_factory=lambda: TrackingParams(experiment="lmpipe-clm"))
+    base_model: str | None
+    data: DataParams
+    tokenizer: ClmTokenizerParams
+    model: GPTParams
+    pretrain: ClmPretrainParams
+    evaluate: ClmEvaluateParams
+    tracking: TrackingParams
 
     def check(self, path: str = "") -> None:
         _require(self.seed >= 0, "seed", "must be >= 0")

@@ -124,8 +124,8 @@ def flatten(tree: Mapping, prefix: str = "") -> dict[str, float]:
 
 
 def training_reports(stages: Sequence[str]) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """Trainable fraction (reports/<stage>/metrics.json) and training seconds (reports/<stage>/telemetry.json)
-    per stage; None where a file or key is absent (e.g. reports pulled without telemetry)."""
+    """Trainable fraction (reports/<stage>/metrics.json) and training seconds (reports/<stage>/telemetry.json,
+    git-ignored: for MLflow only) per stage; None where a file or key is absent (e.g. a fresh clone)."""
     fractions, seconds = {}, {}
     for stage in stages:
         directory = "reports/pretrain" if stage == "pretrain-mlm" else f"reports/{stage}"

@@ -289,14 +289,14 @@ def check_stage_setup(cfg: FinetuneParams, section: str, world: int, repo: Path 
 
 
 
-def encode_split(tokenizer: PreTrainedTokenizerBase, path: str | Path, max_length: int,
-                 cfg: FinetuneParams) -> tuple[list[np.ndarray], np.ndarray]:
+def encode_split(tokenizer: PreTrainedTokenizerBase, path: str | Path, max_length: int, truncation: str,
+                 head_fraction: float) -> tuple[list[np.ndarray], np.ndarray]:
     """A raw labelled split (text, label) encoded with the base model's tokenizer and the stage's truncation."""
     import pandas as pd
 
     from .tokenization import encode_labelled
 
-    table = encode_labelled(tokenizer, pd.read_parquet(path), max_length, cfg.truncation, cfg.head_fraction)
+    table = encode_labelled(tokenizer, pd.read_parquet(path), max_length, truncation, head_fraction)
     column = table.column("input_ids").combine_chunks()
     flat, offsets = column.values.to_numpy(), column.offsets.to_numpy()
     ids = [flat[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(len(column))]
@@ -312,6 +312,5 @@ def encode_for_model(model_dir: str | Path, path: str | Path, tokenizer: PreTrai
     from transformers import AutoTokenizer
 
     saved = read_json(Path(model_dir) / PREPROCESSING_FILE)
-    cfg = FinetuneParams(truncation=saved["truncation"], head_fraction=saved["head_fraction"])
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(str(model_dir))
-    return encode_split(tokenizer, path, saved["max_length"], cfg)
+    return encode_split(tokenizer, path, saved["max_length"], saved["truncation"], saved["head_fraction"])

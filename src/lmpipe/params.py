@@ -1,8 +1,10 @@
 """The typed schema of params.yaml: load, coerce, validate, with the key's full path in every error.
 
-Every knob of the pipeline lives here as a dataclass field. `load_params()` reads the YAML, rejects unknown
-keys, coerces what YAML or DVC get subtly wrong (`dvc exp run -S lr=2e-5` writes `2e-05`, which PyYAML reads
-as a string), and checks impossible values before any stage does expensive work.
+Every knob of the pipeline is a dataclass field here, with its type and its constraints but no default value:
+params.yaml sets every value, so `dvc params diff` and `dvc exp show` see all of them and no result depends on
+a value hidden in code. `load_params()` reads the YAML, rejects unknown and missing keys, coerces what YAML or
+DVC get subtly wrong (`dvc exp run -S lr=2e-5` writes `2e-05`, which PyYAML reads as a string), and checks
+impossible values before any stage does expensive work.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,11 +33,11 @@ class ParamsError(ValueError):
 
 @dataclass
 class BuiltinData:
-    corpus_documents: int = 20000
-    train_size: int = 4000
-    validation_size: int = 500
-    test_size: int = 1000
-    label_noise: float = 0.02
+    corpus_documents: int
+    train_size: int
+    validation_size: int
+    test_size: int
+    label_noise: float
 
     def check(self, path: str) -> None:
         for name in ("corpus_documents", "train_size", "validation_size", "test_size"):
@@ -45,40 +47,40 @@ class BuiltinData:
 
 @dataclass
 class FilesData:
-    train: str | None = None
-    test: str | None = None
-    validation: str | None = None  # null: carved from train (data.validation_fraction)
-    text_column: str = "text"
-    label_column: str = "label"
-    corpus: str | None = None  # null: pretrain on the train split's texts
-    corpus_text_column: str = "text"
+    train: str | None
+    test: str | None
+    validation: str | None  # null: carved from train (data.validation_fraction)
+    text_column: str
+    label_column: str
+    corpus: str | None  # null: pretrain on the train split's texts
+    corpus_text_column: str
 
 
 @dataclass
 class HubData:
-    path: str = "imdb"
-    name: str | None = None
-    revision: str | None = None
-    train_split: str = "train"
-    test_split: str = "test"
-    validation_split: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
-    corpus_path: str | None = None  # null: pretrain on the train split's texts
-    corpus_name: str | None = None
-    corpus_split: str = "train"
-    corpus_text_column: str = "text"
+    path: str
+    name: str | None
+    revision: str | None
+    train_split: str
+    test_split: str
+    validation_split: str | None
+    text_column: str
+    label_column: str
+    corpus_path: str | None  # null: pretrain on the train split's texts
+    corpus_name: str | None
+    corpus_split: str
+    corpus_text_column: str
 
 
 @dataclass
 class DataParams:
-    source: Literal["builtin", "files", "hub"] = "builtin"
-    validation_fraction: float = 0.1
-    label_names: list[str] | None = None  # explicit id -> name order; null: inferred from the train split
-    max_corpus_documents: int | None = None
-    builtin: BuiltinData = field(default_factory=BuiltinData)
-    files: FilesData = field(default_factory=FilesData)
-    hub: HubData = field(default_factory=HubData)
+    source: Literal["builtin", "files", "hub"]
+    validation_fraction: float
+    label_names: list[str] | None  # explicit id -> name order; null: inferred from the train split
+    max_corpus_documents: int | None
+    builtin: BuiltinData
+    files: FilesData
+    hub: HubData
 
     def check(self, path: str) -> None:
         _require(0 < self.validation_fraction < 1, f"{path}.validation_fraction", "must be in (0, 1)")
@@ -99,21 +101,21 @@ class DataParams:
 
 @dataclass
 class SpecialTokens:
-    unk: str = "[UNK]"
-    pad: str = "[PAD]"
-    cls: str = "[CLS]"
-    sep: str = "[SEP]"
-    mask: str = "[MASK]"
+    unk: str
+    pad: str
+    cls: str
+    sep: str
+    mask: str
 
 
 @dataclass
 class TokenizerParams:
-    vocab_size: int = 8192
-    min_frequency: int = 2
-    lowercase: bool = True
-    max_length: int = 128  # MLM block length and classification truncation, in tokens
-    heldout_fraction: float = 0.02  # corpus documents held out for masked-LM evaluation
-    special_tokens: SpecialTokens = field(default_factory=SpecialTokens)
+    vocab_size: int
+    min_frequency: int
+    lowercase: bool
+    max_length: int  # MLM block length and classification truncation, in tokens
+    heldout_fraction: float  # corpus documents held out for masked-LM evaluation
+    special_tokens: SpecialTokens
 
     def check(self, path: str) -> None:
         _require(self.vocab_size >= 100, f"{path}.vocab_size", "must be >= 100")
@@ -130,15 +132,15 @@ class ModelParams:
     # unigram plateau where bert and roberta-prelayernorm stay on it at the default budget);
     # bert: BERT's post-LayerNorm encoder; roberta-prelayernorm: LayerNorm before each sublayer.
     # All save as plain Hugging Face directories (AutoModelForMaskedLM / ForSequenceClassification).
-    architecture: Literal["modernbert", "bert", "roberta-prelayernorm"] = "modernbert"
-    layers: int = 4
-    hidden: int = 256
-    heads: int = 4
-    intermediate: int = 1024
-    max_position: int = 128
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    init_std: float = 0.02  # std of the normal initialisation (BERT's initializer_range)
+    architecture: Literal["modernbert", "bert", "roberta-prelayernorm"]
+    layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+    max_position: int
+    dropout: float
+    attention_dropout: float
+    init_std: float  # std of the normal initialisation (BERT's initializer_range)
 
     def check(self, path: str) -> None:
         _require(0 < self.init_std < 1, f"{path}.init_std", "must be in (0, 1)")
@@ -151,55 +153,49 @@ class ModelParams:
 
 
 FINETUNE_SECTIONS = ("finetune", "freeze_finetune", "finetune_scratch")
-BUDGET_KEYS = {"steps", "epochs", "tokens", "minutes"}
+BUDGET_KEYS = ("steps", "epochs", "tokens", "minutes")
 
 
 @dataclass
 class TrainParams:
     """How one training stage trains: batch, budget, optimiser, schedule, precision, evaluation, checkpoints."""
 
-    batch_size: int = 32  # examples (or blocks) per optimizer step, over all processes
-    micro_batch_size: int | None = None  # per forward pass; null: batch_size / world size (no accumulation)
+    batch_size: int  # examples (or blocks) per optimizer step, over all processes
+    micro_batch_size: int | None  # per forward pass; null: batch_size / world size (no accumulation)
     # The budget: exactly one of these is set; the learning-rate schedule follows it.
-    steps: int | None = None
-    epochs: float | None = None
-    tokens: int | None = None
-    minutes: float | None = None
-    lr: float | None = None  # fine-tuning stages take the top-level `lr` instead
-    optimizer: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
-    momentum: float = 0.9  # sgd and rmsprop
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 0.01
-    warmup: float = 0.06  # fraction of the budget
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
-    min_lr_ratio: float = 0.0  # the schedule decays to lr * min_lr_ratio
-    max_grad_norm: float | None = 1.0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    compile: bool = False
-    fast_cpu_kernels: bool = True  # on CPU: cheap dropout masks and bf16 matmul attention (engine/cpu_kernels.py)
-    group_by_length: bool = True  # batch variable-length examples of similar length (less padding)
-    eval_every: int = 100  # optimizer steps; fine-tuning also evaluates at every epoch end
-    eval_batches: int | None = None  # cap on evaluation batches; null: the whole evaluation set
-    checkpoint_every: int = 100  # optimizer steps; 0 disables resumable checkpoints
-    log_every: int = 10
-    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+    steps: int | None
+    epochs: float | None
+    tokens: int | None
+    minutes: float | None
+    optimizer: Literal["adamw", "adam", "sgd", "rmsprop"]
+    momentum: float  # sgd and rmsprop
+    betas: list[float]
+    weight_decay: float
+    warmup: float  # fraction of the budget
+    schedule: Literal["linear", "cosine", "constant"]
+    min_lr_ratio: float  # the schedule decays to lr * min_lr_ratio
+    max_grad_norm: float | None
+    precision: Literal["auto", "fp32", "bf16"]
+    compile: bool
+    fast_cpu_kernels: bool  # on CPU: cheap dropout masks and bf16 matmul attention (engine/cpu_kernels.py)
+    group_by_length: bool  # batch variable-length examples of similar length (less padding)
+    eval_every: int  # optimizer steps; fine-tuning also evaluates at every epoch end
+    eval_batches: int | None  # cap on evaluation batches; null: the whole evaluation set
+    checkpoint_every: int  # optimizer steps; 0 disables resumable checkpoints
+    log_every: int
+    early_stopping_patience: int | None  # evaluations without improvement before stopping
 
-    def check(self, path: str, needs_lr: bool) -> None:
-        budgets = {k: getattr(self, k) for k in sorted(BUDGET_KEYS)}
+    def check(self, path: str) -> None:
+        budgets = {k: getattr(self, k) for k in BUDGET_KEYS}
         chosen = [k for k, v in budgets.items() if v is not None]
-        _require(len(chosen) == 1, path, f"set exactly one budget of steps, epochs, tokens, minutes (got {chosen or 'none'})")
+        _require(len(chosen) == 1, path, f"set exactly one budget of steps, epochs, tokens, minutes, the others to "
+                                         f"null (got {chosen or 'none'})")
         _require(budgets[chosen[0]] > 0, f"{path}.{chosen[0]}", "must be > 0")
         _require(self.batch_size > 0, f"{path}.batch_size", "must be > 0")
         if self.micro_batch_size is not None:
             _require(self.micro_batch_size > 0, f"{path}.micro_batch_size", "must be > 0")
             _require(self.batch_size % self.micro_batch_size == 0, f"{path}.micro_batch_size",
                      f"must divide batch_size ({self.batch_size})")
-        if needs_lr:
-            _require(self.lr is not None, f"{path}.lr", "is required")
-        else:
-            _require(self.lr is None, f"{path}.lr", "fine-tuning stages use the top-level `lr`; remove this key")
-        if self.lr is not None:
-            _require(self.lr > 0, f"{path}.lr", "must be > 0")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"{path}.betas",
                  "must be two numbers in [0, 1)")
         _require(self.weight_decay >= 0, f"{path}.weight_decay", "must be >= 0")
@@ -222,12 +218,13 @@ class PretrainParams:
     # null: a new encoder from `model:` with this project's tokenizer. A Hugging Face masked-LM directory (under
     # data/external/) or hub id: continue its MLM training on the corpus, encoded with its own tokenizer, before
     # fine-tuning (Sun et al. 2019, within-task pretraining); `model:` and `tokenizer:` sizes then do not apply.
-    init_from: str | None = None
-    init_revision: str | None = None  # hub ids: the commit/tag to pin
-    mask_rate: float = 0.15
-    mask_token_fraction: float = 0.8  # of the selected tokens: replaced by [MASK]
-    random_token_fraction: float = 0.1  # replaced by a random token; the rest are kept unchanged
-    train: TrainParams = field(default_factory=lambda: TrainParams(batch_size=64, steps=600, lr=1e-3))
+    init_from: str | None
+    init_revision: str | None  # hub ids: the commit/tag to pin
+    lr: float  # peak learning rate of the schedule
+    mask_rate: float
+    mask_token_fraction: float  # of the selected tokens: replaced by [MASK]
+    random_token_fraction: float  # replaced by a random token; the rest are kept unchanged
+    train: TrainParams
 
     def check(self, path: str) -> None:
         if self.init_from is not None:
@@ -238,18 +235,18 @@ class PretrainParams:
         _require(0 <= self.mask_token_fraction <= 1, f"{path}.mask_token_fraction", "must be in [0, 1]")
         _require(0 <= self.random_token_fraction <= 1 - self.mask_token_fraction, f"{path}.random_token_fraction",
                  "must be in [0, 1 - mask_token_fraction]")
-        self.train.check(f"{path}.train", needs_lr=True)
+        _require(self.lr > 0, f"{path}.lr", "must be > 0")
 
 
 @dataclass
 class LoraParams:
     """LoRA through peft (strategy `lora`): low-rank adapters on `target_modules`; the head trains in full."""
 
-    rank: int = 8
-    alpha: float = 16.0  # the adapter's output is scaled by alpha / rank
-    dropout: float = 0.1
-    target_modules: list[str] | None = None  # null: the attention projections (BERT/RoBERTa query+value)
-    save_adapter: bool = True  # also write the adapter (with the head) to models/<stage>/adapter
+    rank: int
+    alpha: float  # the adapter's output is scaled by alpha / rank
+    dropout: float
+    target_modules: list[str] | None  # null: the attention projections (BERT/RoBERTa query+value)
+    save_adapter: bool  # also write the adapter (with the head) to models/<stage>/adapter
 
     def check(self, path: str) -> None:
         _require(self.rank > 0, f"{path}.rank", "must be > 0")
@@ -268,24 +265,24 @@ class FinetuneParams:
     # pretrained: this project's encoder (models/pretrained); scratch: the same architecture, random weights;
     # anything else: a Hugging Face model directory (under data/external/, so DVC tracks it) or hub id, whose
     # own tokenizer then encodes the labelled data.
-    base_model: str = "pretrained"
-    base_revision: str | None = None  # hub ids: the commit/tag to pin (reproducibility); null: the default branch
+    base_model: str
+    base_revision: str | None  # hub ids: the commit/tag to pin (reproducibility); null: the default branch
     strategy: Literal["full", "frozen_encoder", "freeze_embeddings", "freeze_bottom", "gradual_unfreezing",
-                      "lora"] = "full"
-    freeze_layers: int = 0  # freeze_bottom: how many encoder layers from the bottom stay frozen
-    unfreeze_every: float = 0.5  # gradual_unfreezing: one more layer group (from the top) every this many units
-    unfreeze_unit: Literal["steps", "epochs"] = "epochs"
-    layer_lr_decay: float = 1.0  # layer-wise lr decay: layer i of L gets decay**(L - i), embeddings decay**(L+1)
-    lora: LoraParams = field(default_factory=LoraParams)
+                      "lora"]
+    freeze_layers: int  # freeze_bottom: how many encoder layers from the bottom stay frozen
+    unfreeze_every: float  # gradual_unfreezing: one more layer group (from the top) every this many units
+    unfreeze_unit: Literal["steps", "epochs"]
+    layer_lr_decay: float  # layer-wise lr decay: layer i of L gets decay**(L - i), embeddings decay**(L+1)
+    lora: LoraParams
     # null: plain cross-entropy; balanced: n / (classes * count[c]) from the train split; or one weight per class
-    class_weights: Literal["balanced"] | list[float] | None = None
-    max_length: int | None = None  # tokens per example; null: tokenizer.max_length
-    truncation: Literal["head", "head_tail"] = "head"  # head_tail: first and last tokens (Sun et al. 2019)
-    head_fraction: float = 0.25  # head_tail: the share of max_length taken from the start of the document
-    lr_scale: float = 1.0  # this stage's learning rate is the top-level `lr` times this
-    metric: Literal["accuracy", "f1_macro", "loss"] = "accuracy"  # the validation metric that picks the best checkpoint
-    classifier_dropout: float = 0.1
-    train: TrainParams = field(default_factory=lambda: TrainParams(batch_size=32, epochs=3))
+    class_weights: Literal["balanced"] | list[float] | None
+    max_length: int | None  # tokens per example; null: tokenizer.max_length
+    truncation: Literal["head", "head_tail"]  # head_tail: first and last tokens (Sun et al. 2019)
+    head_fraction: float  # head_tail: the share of max_length taken from the start of the document
+    lr_scale: float  # this stage's learning rate is the top-level `lr` times this
+    metric: Literal["accuracy", "f1_macro", "loss"]  # the validation metric that picks the best checkpoint
+    classifier_dropout: float
+    train: TrainParams
 
     def check(self, path: str) -> None:
         _require(self.lr_scale > 0, f"{path}.lr_scale", "must be > 0")
@@ -302,7 +299,6 @@ class FinetuneParams:
             _check_base_model(self.base_model, f"{path}.base_model")
         elif self.base_revision is not None:
             _require(False, f"{path}.base_revision", "applies only to a hub id in base_model; set it to null")
-        self.train.check(f"{path}.train", needs_lr=False)
 
 
 def _check_base_model(value: str, path: str, keywords: str = "'pretrained', 'scratch'") -> None:
@@ -318,14 +314,14 @@ def _check_base_model(value: str, path: str, keywords: str = "'pretrained', 'scr
 
 @dataclass
 class EvaluateParams:
-    split: Literal["test", "validation"] = "test"
-    batch_size: int = 128
-    ece_bins: int = 15  # equal-width confidence bins of the expected calibration error
-    best_metric: Literal["accuracy", "f1_macro"] = "f1_macro"  # picks the best classifier (summary, MLflow model)
+    split: Literal["test", "validation"]
+    batch_size: int
+    ece_bins: int  # equal-width confidence bins of the expected calibration error
+    best_metric: Literal["accuracy", "f1_macro"]  # picks the best classifier (summary, MLflow model)
     # Opt-in: log the best fine-tuned classifier as an MLflow model and register it under this name + alias.
-    log_model: bool = False
-    registered_model_name: str = "lmpipe-classifier"
-    model_alias: str = "champion"
+    log_model: bool
+    registered_model_name: str
+    model_alias: str
 
     def check(self, path: str) -> None:
         _require(self.batch_size > 0, f"{path}.batch_size", "must be > 0")
@@ -339,25 +335,24 @@ class EvaluateParams:
 
 @dataclass
 class TrackingParams:
-    enabled: bool = True
-    experiment: str = "lmpipe"
+    enabled: bool
+    experiment: str
 
 
 @dataclass
 class Params:
-    seed: int = 42
-    lr: float = 1e-4  # the learning rate of both fine-tuning stages
-    data: DataParams = field(default_factory=DataParams)
-    tokenizer: TokenizerParams = field(default_factory=TokenizerParams)
-    model: ModelParams = field(default_factory=ModelParams)
-    pretrain: PretrainParams = field(default_factory=PretrainParams)
-    finetune: FinetuneParams = field(default_factory=FinetuneParams)
-    freeze_finetune: FinetuneParams = field(
-        default_factory=lambda: FinetuneParams(strategy="frozen_encoder", lr_scale=10.0))
+    seed: int
+    lr: float  # the learning rate of the fine-tuning stages (times each section's lr_scale)
+    data: DataParams
+    tokenizer: TokenizerParams
+    model: ModelParams
+    pretrain: PretrainParams
+    finetune: FinetuneParams
+    freeze_finetune: FinetuneParams
     # The control: the same architecture from random weights, so every report shows what pretraining buys.
-    finetune_scratch: FinetuneParams = field(default_factory=lambda: FinetuneParams(base_model="scratch"))
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
-    tracking: TrackingParams = field(default_factory=TrackingParams)
+    finetune_scratch: FinetuneParams
+    evaluate: EvaluateParams
+    tracking: TrackingParams
 
     def check(self, path: str = "") -> None:
         _require(self.lr > 0, "lr", "must be > 0")
@@ -407,7 +402,7 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
 
 def params_from_dict(raw: dict[str, Any], schema: type | None = None) -> Any:
     schema = schema or Params
-    params = _build(schema, raw, "", schema())
+    params = _build(schema, raw, "")
     _check_tree(params, "")
     return params
 
@@ -427,32 +422,30 @@ def _check_tree(node: Any, path: str) -> None:
     """Run `check` bottom-up: nested sections first, so messages point at the deepest key."""
     for f in dataclasses.fields(node):
         child = getattr(node, f.name)
-        if dataclasses.is_dataclass(child) and not isinstance(child, TrainParams):
+        if dataclasses.is_dataclass(child):
             _check_tree(child, _join(path, f.name))
     if hasattr(node, "check"):
         node.check(path)
 
 
-def _build(cls: type, raw: Any, path: str, defaults: Any) -> Any:
-    """Build `cls` from `raw`; keys left out take their value from `defaults` (the section's default instance)."""
+def _build(cls: type, raw: Any, path: str) -> Any:
+    """Build `cls` from `raw`, which must name every field: no value comes from code."""
     if not isinstance(raw, dict):
-        raise ParamsError(f"{path or '<top level>'}: expected a mapping, got {type(raw).__name__}")
+        raise ParamsError(f"{path or '<top level>'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
     if unknown:
         raise ParamsError(f"{_join(path, unknown[0])}: unknown key (expected one of: {', '.join(sorted(names))})")
-    if cls is TrainParams and BUDGET_KEYS & set(raw):
-        # Naming one budget replaces the default one, so an override needs no explicit nulls.
-        defaults = dataclasses.replace(defaults, **{k: None for k in BUDGET_KEYS - set(raw)})
+    missing = [name for name in names if name not in raw]
+    if missing:
+        raise ParamsError(f"{_join(path, missing[0])}: missing (the params file sets every value; see the "
+                          f"repository's params.yaml for this key and its meaning)")
     values = {}
     for name in names:
         key_path = _join(path, name)
-        if name not in raw:
-            values[name] = getattr(defaults, name)
-        elif dataclasses.is_dataclass(hints[name]):
-            values[name] = _build(hints[name], raw[name] if raw[name] is not None else {}, key_path,
-                                  getattr(defaults, name))
+        if dataclasses.is_dataclass(hints[name]):
+            values[name] = _build(hints[name], raw[name], key_path)
         else:
             values[name] = _coerce(raw[name], hints[name], key_path)
     return cls(**values)

@@ -25,17 +25,11 @@ def _signed(value: float | None) -> str:
     return "–" if value is None else f"{value:+.4f}"
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "not recorded"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes}m {rest:02d}s" if minutes else f"{seconds:.1f} s"
-
-
 def render_summary(results: Mapping[str, Mapping], metrics: Mapping, best: str | None, best_metric: str,
-                   fractions: Mapping[str, float | None], seconds: Mapping[str, float | None],
-                   split: str, label_names: list[str]) -> str:
-    """The markdown page. `metrics` is metrics.json (for the comparison and the pretrained encoder)."""
+                   fractions: Mapping[str, float | None], split: str, label_names: list[str]) -> str:
+    """The markdown page. `metrics` is metrics.json (for the comparison and the pretrained encoder). Only
+    deterministic numbers: a rerun with the same inputs rewrites the same bytes (training times are in MLflow
+    and each stage's git-ignored telemetry.json)."""
     n = sum(c["support"] for c in next(iter(results.values()))["per_class"].values())
     lines = [
         "# Evaluation summary",
@@ -76,16 +70,6 @@ def render_summary(results: Mapping[str, Mapping], metrics: Mapping, best: str |
             lines.append(f"| {title} | " + " | ".join(_signed(comparison[key].get(m)) for m, _ in DELTAS) + " |")
         lines += ["", "Positive: the first beats the second, except for ECE, where negative is better."]
 
-    lines += ["", "## Training time per stage", "",
-              "From each stage's `telemetry.json` as of the run that produced the models evaluated here. "
-              "Times differ run to run, so they are kept out of `metrics.json` (and this file is not a DVC "
-              "metrics file: it changes whenever a training stage reruns).", "",
-              "| stage | training time | seconds |", "|---|---:|---:|"]
-    for stage, secs in seconds.items():
-        lines.append(f"| {stage} | {_duration(secs)} | {_number(secs, 1)} |")
-    known = [s for s in seconds.values() if s is not None]
-    if known:
-        lines.append(f"| total | {_duration(sum(known))} | {sum(known):.1f} |")
     return "\n".join(lines) + "\n"
 
 

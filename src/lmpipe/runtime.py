@@ -45,28 +45,3 @@ def checkpoint_dir(stage: str, fingerprint: str) -> Path:
     from .tracking import repo_root
 
     return repo_root() / CHECKPOINT_ROOT / f"{stage}-{fingerprint}"
-
-
-def write_training_reports(directory: str, metrics: dict, result, tracker) -> None:
-    """A training stage's reports: metrics.json (deterministic, what `dvc metrics diff` compares),
-    telemetry.json (time, throughput, memory: differs run to run), and the curves DVC plots."""
-    from .io import write_json, write_rows_csv
-
-    write_json(f"{directory}/metrics.json", metrics)
-    write_json(f"{directory}/telemetry.json", result.telemetry)
-    write_rows_csv(f"{directory}/train_curve.csv", result.history)
-    write_rows_csv(f"{directory}/eval_curve.csv", result.evals)
-    numbers = {k: v for k, v in {**metrics, **result.telemetry}.items() if isinstance(v, (int, float))}
-    tracker.log_metrics(numbers)
-    logging.getLogger("lmpipe").info("%s: %s", directory, " ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
-
-
-def save_pretrained(out: str | Path, reports: str, model, tokenizer, result, tracker) -> None:
-    """The end of a pretraining stage (main process only): the Hugging Face model directory, then reports with
-    the last evaluation's held-out metrics, the training summary and the parameter count."""
-    from .modeling import count_parameters, save_model
-
-    save_model(model, tokenizer, out)
-    final = {f"heldout_{k}": v for k, v in result.evals[-1].items() if k not in ("step", "epoch")}
-    write_training_reports(reports, {**final, **result.summary, "parameters": count_parameters(model)[1]}, result,
-                           tracker)

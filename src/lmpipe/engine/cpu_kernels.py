@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .transformers_compat import patches_supported
+
 log = logging.getLogger(__name__)
 ATTENTION_NAME = "lmpipe_cpu"
 _LANE_BITS = 16
@@ -305,7 +307,10 @@ def use_fast_cpu_kernels(model: nn.Module, fuse_blocks: bool = True) -> int:
     function keep their own (and still get the dropouts).
 
     Under torch.compile pass fuse_blocks=False: inductor fuses transformers' own blocks better than it traces
-    the autograd functions (bench/RESULTS.md)."""
+    the autograd functions (bench/RESULTS.md). Outside the tested transformers releases nothing is swapped
+    (`transformers_compat`)."""
+    if not patches_supported():
+        return 0
     keep_freed_memory()
     swapped = 0
     fast_classes = _modernbert_fast_classes() if fuse_blocks else {}

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .transformers_compat import patches_supported
+
 QUERY_BUCKET = 8  # max_selected is rounded up to this: fewer distinct matmul shapes for oneDNN and compile
 _SPARSE_ATTENTION = {"eager", "sdpa"}
 
@@ -63,7 +65,7 @@ def supports_sparse_last_layer(encoder: nn.Module) -> bool:
     from .cpu_kernels import ATTENTION_NAME
 
     config = encoder.config
-    return (config._attn_implementation in _SPARSE_ATTENTION | {ATTENTION_NAME}
+    return (patches_supported() and config._attn_implementation in _SPARSE_ATTENTION | {ATTENTION_NAME}
             and (isinstance(encoder, ModernBertModel)
                  or (isinstance(encoder, _bert_family()) and not config.is_decoder)))
 
