@@ -154,7 +154,7 @@ def load_classifier(path: str | Path, label_names: list[str], classifier_dropout
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, path: str | Path) -> None:
     """Write a Hugging Face directory (config.json, model.safetensors, tokenizer files) atomically."""
     model = getattr(model, "module", model)  # unwrap DDP
-    with atomic_path(path) as tmp:
+    with atomic_path(path, directory=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

@@ -11,9 +11,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .io import remove_stale_temps_under
 from .params import PARAMS_FILE, Params, load_params
 
 CHECKPOINT_ROOT = Path(".cache") / "checkpoints"
+OUTPUT_ROOTS = ("data", "models", "reports")  # where the stages write (both pipelines)
 
 
 def start(stage: str, params_file: str | Path = PARAMS_FILE,
@@ -30,6 +32,8 @@ def start(stage: str, params_file: str | Path = PARAMS_FILE,
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("lmpipe").info("stage %s: params from %s", stage, os.path.abspath(params_file))
     params = load(params_file)
+    # Temporaries of this project's writers whose process is gone (a kill -9): removed before anything else.
+    remove_stale_temps_under(*OUTPUT_ROOTS, depth=2)
     seed_everything(params.seed)
     return params
 
