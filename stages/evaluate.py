@@ -18,7 +18,7 @@ from lmpipe.baseline import predict_proba as baseline_proba
 from lmpipe.baseline import tfidf_logistic_regression
 from lmpipe.evaluation import BASELINE
 from lmpipe.finetuning import encode_for_model
-from lmpipe.inference import predict_proba
+from lmpipe.inference import predict_proba, require_finite_weights
 from lmpipe.io import atomic_outputs, read_json, write_json, write_text
 from lmpipe.params import to_dict
 from lmpipe.registry import try_log_classifier
@@ -53,6 +53,7 @@ def main() -> None:
         for variant in VARIANTS:
             path = f"models/{variant}"
             model = AutoModelForSequenceClassification.from_pretrained(path)
+            require_finite_weights(model, path)
             tokenizer = load_tokenizer(path)
             # Each model reads the split as it read its training data: its own tokenizer (another base model,
             # pretrain.init_from) and its stage's truncation; with the defaults these are data/tokenized's ids.
