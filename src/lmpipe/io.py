@@ -10,6 +10,7 @@ outputs appear together or not at all. A full disk becomes an `OutputWriteError`
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import contextvars
 import ctypes
@@ -179,6 +180,27 @@ def remove_stale_temps_under(*roots: str | os.PathLike, depth: int = 3) -> list[
                               if e.is_dir(follow_symlinks=False) and TEMP_MARKER not in e.name]
             level = below
     return removed
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """UTF-8 bytes (a leading BOM dropped) as text, or a ValueError naming `source`, the line and the byte offset of
+    the first invalid byte or NUL byte (NUL marks binary data, not text)."""
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[start:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        offset = start + e.start
+        raise ValueError(f"{source}: line {_line_of(data, offset)}: not valid UTF-8 (byte offset {offset}: "
+                         f"{e.reason}); binary data, or re-encode the text as UTF-8") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ValueError(f"{source}: line {_line_of(data, nul)}: a NUL byte (byte offset {nul}): binary data, "
+                         "not text")
+    return text
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
