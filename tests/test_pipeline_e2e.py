@@ -22,8 +22,8 @@ from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassificatio
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATED = ["finetune", "freeze-finetune", "finetune-scratch", "tfidf-baseline"]
-STAGES = ["download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune", "finetune-scratch",
-          "evaluate"]
+STAGES = ["check-params", "download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune",
+          "finetune-scratch", "evaluate"]
 TINY = {
     "data": {"builtin": {"corpus_documents": 400, "train_size": 96, "validation_size": 32, "test_size": 48}},
     "tokenizer": {"vocab_size": 400, "max_length": 64},
@@ -210,7 +210,8 @@ def test_plots_render(repo, tmp_path):
 
 def test_lr_change_reruns_only_finetuning_and_evaluate(repo):
     _set_params(repo, {"lr": 7e-4})  # differs from params.yaml
-    assert _ran(_run(repo, "dvc", "repro")) == {"finetune", "freeze-finetune", "finetune-scratch", "evaluate"}
+    assert _ran(_run(repo, "dvc", "repro")) == {"check-params", "finetune", "freeze-finetune", "finetune-scratch",
+                                                "evaluate"}
 
 
 def test_vocab_change_reruns_tokenize_and_after(repo):
@@ -230,7 +231,7 @@ def test_exp_run_with_lr_as_written(repo):
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "after reruns")
     output = _run(repo, "dvc", "exp", "run", "-S", "lr=2e-5")
-    assert _ran(output) == {"finetune", "freeze-finetune", "finetune-scratch", "evaluate"}
+    assert _ran(output) == {"check-params", "finetune", "freeze-finetune", "finetune-scratch", "evaluate"}
     assert "2e-05" in (repo / "params.yaml").read_text()
     shown = json.loads(_run(repo, "dvc", "exp", "show", "--json", "--no-pager"))
     text = json.dumps(shown)
@@ -242,7 +243,7 @@ def test_log_model_registers_the_best_classifier(repo):
     """evaluate.log_model: the best variant lands in the MLflow registry under the alias (only evaluate reruns)."""
     _set_params(repo, {"evaluate": {"log_model": True, "registered_model_name": "e2e-classifier",
                                     "model_alias": "candidate"}})
-    assert _ran(_run(repo, "dvc", "repro")) == {"evaluate"}
+    assert _ran(_run(repo, "dvc", "repro")) == {"check-params", "evaluate"}
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
@@ -253,3 +254,19 @@ def test_log_model_registers_the_best_classifier(repo):
     evaluation = json.loads((repo / "reports/evaluate/metrics.json").read_text())
     best = max(EVALUATED[:3], key=lambda v: evaluation[v]["f1_macro"])
     assert run.data.tags["best_variant"] == best and f"`{best}`" in version.description
+
+
+def test_exp_run_with_an_unknown_key_records_nothing(repo):
+    """`-S +typo=1` changes no param any stage tracks; check-params validates the whole file, so the experiment
+    fails naming the key instead of being recorded unvalidated."""
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "before the typo")
+    before = json.loads(_run(repo, "dvc", "exp", "show", "--json", "--no-pager"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(repo / "src")}
+    result = subprocess.run(["dvc", "exp", "run", "-S", "+finetune.lr_scael=2"], cwd=repo, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "check-params: finetune.lr_scael: unknown key" in result.stdout + result.stderr
+    assert json.loads(_run(repo, "dvc", "exp", "show", "--json", "--no-pager")) == before
+    _git(repo, "checkout", "params.yaml")
