@@ -100,7 +100,7 @@ CASES = [
     Case("1-output-is-the-input", "predict", ["{model}", "--file", "in.txt", "-o", "in.txt"],
          error="is the input file", files={"in.txt": "a film\n"}),
     Case("1-output-in-the-model", "predict", ["{model}", "a film", "-o", "{model}/config.json"],
-         error="inside the model directory"),
+         error="would overwrite a file of the model directory"),
     Case("1-output-existing-file-replaced", "predict", ["{model}", "a film", "-o", "old.csv"], ok=True,
          files={"old.csv": "old predictions\n"}, creates=("old.csv",)),
     # 3: divergence

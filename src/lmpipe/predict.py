@@ -177,8 +177,9 @@ def check_output(output: str, model_dir: str, file: str | None) -> None:
     target = resolve_output(output)
     if file and file != "-" and Path(file).exists() and target.exists() and target.samefile(file):
         raise PredictError(f"--output {output}: is the input file (--file); choose another name")
-    if target.is_relative_to(Path(model_dir).resolve()):
-        raise PredictError(f"--output {output}: is inside the model directory {model_dir}; choose another place")
+    if target.exists() and target.is_relative_to(Path(model_dir).resolve()):
+        raise PredictError(f"--output {output}: would overwrite a file of the model directory {model_dir}; "
+                           "choose another name")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
