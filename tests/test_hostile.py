@@ -571,3 +571,17 @@ def test_debug_shows_the_traceback(models, capsys):
     assert main([str(models["model"]), "a film", "--device", "no-such-device"]) == 1
     line = _one_line_error(capsys.readouterr().err, "lmpipe-predict")
     assert line.startswith("lmpipe-predict: error: RuntimeError: ") and line.endswith("(--debug shows the traceback)")
+
+
+@pytest.mark.parametrize("output", [".", "..", "./", "/"])
+def test_bench_output_that_is_a_directory_is_refused_before_benchmarking(output, tmp_path, monkeypatch, capsys):
+    """1: bench.run --output is checked before its minutes of work (it failed at the end, on with_suffix)."""
+    from bench import run as bench_run
+
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        bench_run.main(["--quick", "--output", output, "--wait-quiet", "0"])
+    assert exit_.value.code == 2
+    assert f": error: --output {output}: is " in capsys.readouterr().err.strip().splitlines()[-1]
+    assert snapshot(tmp_path) == before
