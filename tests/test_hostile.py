@@ -15,7 +15,6 @@ the unknown key through `dvc exp run` in test_pipeline_e2e.py.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib
 import io
@@ -28,7 +27,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -356,20 +354,16 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("project")
     _write_params(root, {})
     (root / "data/external").mkdir(parents=True)
-    old = Path.cwd()
-    os.chdir(root)
-    env = {"LMPIPE_TRACKING": os.environ.get("LMPIPE_TRACKING")}
-    os.environ["LMPIPE_TRACKING"] = "0"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        for stage in ("download", "tokenize_data", "pretrain_mlm"):
-            _run_stage(stage)
-    finally:
-        os.chdir(old)
-        torch.set_num_threads(threads)
-        for key, value in env.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("LMPIPE_TRACKING", "0")
+        try:
+            for stage in ("download", "tokenize_data", "pretrain_mlm"):
+                _run_stage(stage)
+        finally:
+            torch.set_num_threads(threads)
     return root
 
 
@@ -483,14 +477,10 @@ def run_case(case: Case, sandbox: Path, models: dict[str, Path] | None, capsys, 
     assert changed <= set(case.creates), f"changed on disk: {sorted(changed)}"
 
 
-def _needs_project(case: Case) -> bool:
-    return case.run == "stage"
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile(case, request, tmp_path, capsys, caplog, monkeypatch):
     sandbox = tmp_path / "sandbox"
-    if _needs_project(case):
+    if case.run == "stage":  # a copy of the project, with what download, tokenize and pretrain wrote
         shutil.copytree(request.getfixturevalue("project"), sandbox, symlinks=True)
     else:
         (sandbox / "work").mkdir(parents=True)
