@@ -274,4 +274,7 @@ def test_exp_run_with_an_unknown_key_records_nothing(repo):
 
 
 def _experiments(repo: Path) -> list[str]:
-    return sorted(_run(repo, "dvc", "exp", "list", "--all-commits").split())
+    """Every experiment DVC recorded: its git refs (refs/exps/<baseline>/<name>; exec/ holds the executor's)."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.split()
+    return sorted(ref for ref in refs if not ref.startswith("refs/exps/exec/"))
