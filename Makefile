@@ -28,7 +28,7 @@ pipeline: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro --all-pipelines
 
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/python -m bench.run

@@ -808,6 +808,13 @@ def main(argv: list[str] | None = None) -> int:
         args.output = None if args.quick else str(ROOT / "bench" / "RESULTS.md")
     if args.steps < 2 or args.warmup < 1 or args.repeat < 1:
         parser.error("--steps must be >= 2, --warmup >= 1 and --repeat >= 1")
+    if args.output and not args.no_write:
+        from lmpipe.io import OutputPathError, resolve_output
+
+        try:  # before the minutes of benchmarking, not after them
+            resolve_output(args.output)
+        except OutputPathError as error:
+            parser.error(f"--output {error}")
 
     if args.worker:
         worker(args.worker, Path(args.data_dir), args.warmup, args.steps, Path(args.out), args.device)
@@ -904,10 +911,12 @@ def _write_report(results: dict, machine: dict, data: dict, flops: dict, peaks: 
         text += "\n" + kept
     print("\n" + text)
     if not args.no_write and args.output:
-        Path(args.output).write_text(text)
-        raw_out = Path(args.output).with_suffix(".json")  # every step's time and loss, for a closer look
-        raw_out.write_text(json.dumps({"machine": machine, "peaks": peaks, "flops": flops, "data": data,
-                                       "config": config_source, "rows": results}, indent=1))
+        from lmpipe.io import resolve_output, write_text
+
+        write_text(args.output, text)
+        raw_out = resolve_output(args.output).with_suffix(".json")  # every step's time and loss, for a closer look
+        write_text(raw_out, json.dumps({"machine": machine, "peaks": peaks, "flops": flops, "data": data,
+                                        "config": config_source, "rows": results}, indent=1))
         print(f"[bench] wrote {args.output} and {raw_out.name}")
     return 0
 

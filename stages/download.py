@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from lmpipe import runtime
 from lmpipe.data.loading import load_data
-from lmpipe.io import write_json, write_table
+from lmpipe.io import atomic_outputs, atomic_path, write_json, write_table
 from lmpipe.params import SPLITS, to_dict
 from lmpipe.tracking import Tracker
 
@@ -20,10 +20,6 @@ def main() -> None:
     with Tracker("download", {"seed": params.seed, "data": to_dict(params.data)},
                  experiment=params.tracking.experiment, enabled=params.tracking.enabled) as tracker:
         data = load_data(params.data, params.seed)
-        for split in SPLITS:
-            write_table(f"{RAW}/{split}.parquet", pa.Table.from_pandas(data.splits[split], preserve_index=False))
-        write_table(f"{RAW}/corpus.parquet", pa.table({"text": data.corpus}))
-        write_json(f"{RAW}/labels.json", data.label_names)
         stats = {"corpus_documents": len(data.corpus),
                  "corpus_words": sum(len(t.split()) for t in data.corpus)}
         for split in SPLITS:
@@ -32,7 +28,14 @@ def main() -> None:
             counts = Counter(frame["label"].tolist())
             stats[f"{split}_label_fraction"] = {name: counts.get(i, 0) / len(frame)
                                                 for i, name in enumerate(data.label_names)}
-        write_json("reports/data.json", stats)
+        # data/raw is replaced as a whole, together with its report: a failure (a full disk, a kill) leaves the
+        # previous splits, corpus and labels.json as they were, never a mix of old and new files.
+        with atomic_outputs(), atomic_path(RAW, directory=True) as raw:
+            for split in SPLITS:
+                write_table(raw / f"{split}.parquet", pa.Table.from_pandas(data.splits[split], preserve_index=False))
+            write_table(raw / "corpus.parquet", pa.table({"text": data.corpus}))
+            write_json(raw / "labels.json", data.label_names)
+            write_json("reports/data.json", stats)
         tracker.log_metrics({k: v for k, v in stats.items() if not isinstance(v, dict)})
 
 

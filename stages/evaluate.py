@@ -18,8 +18,8 @@ from lmpipe.baseline import predict_proba as baseline_proba
 from lmpipe.baseline import tfidf_logistic_regression
 from lmpipe.evaluation import BASELINE
 from lmpipe.finetuning import encode_for_model
-from lmpipe.inference import predict_proba
-from lmpipe.io import read_json, write_json, write_text
+from lmpipe.inference import predict_proba, require_finite_weights
+from lmpipe.io import atomic_outputs, read_json, write_json, write_text
 from lmpipe.params import to_dict
 from lmpipe.registry import try_log_classifier
 from lmpipe.report import render_figures, render_summary
@@ -53,6 +53,7 @@ def main() -> None:
         for variant in VARIANTS:
             path = f"models/{variant}"
             model = AutoModelForSequenceClassification.from_pretrained(path)
+            require_finite_weights(model, path)
             tokenizer = load_tokenizer(path)
             # Each model reads the split as it read its training data: its own tokenizer (another base model,
             # pretrain.init_from) and its stage's truncation; with the defaults these are data/tokenized's ids.
@@ -64,12 +65,14 @@ def main() -> None:
 
         results = evaluation.score(labels, probabilities, label_names, cfg.ece_bins)
         metrics = evaluation.metrics_json(results, read_json("reports/pretrain/metrics.json"), cfg.best_metric)
-        evaluation.write_reports(REPORTS, labels, frame["text"].tolist(), label_names, probabilities, results,
-                                 cfg.ece_bins)
-        write_json(f"{REPORTS}/metrics.json", metrics)
         best = evaluation.best_variant(results, cfg.best_metric)
         fractions, seconds = evaluation.training_reports(TRAINING_STAGES)
-        write_text(SUMMARY, render_summary(results, metrics, best, cfg.best_metric, fractions, cfg.split, label_names))
+        with atomic_outputs():  # every report replaced together, or (on any failure) none of them
+            evaluation.write_reports(REPORTS, labels, frame["text"].tolist(), label_names, probabilities, results,
+                                     cfg.ece_bins)
+            write_json(f"{REPORTS}/metrics.json", metrics)
+            write_text(SUMMARY, render_summary(results, metrics, best, cfg.best_metric, fractions, cfg.split,
+                                               label_names))
         for variant, r in results.items():
             log.info("%16s: accuracy=%.4f f1_macro=%.4f roc_auc=%s ece=%.4f", variant, r["accuracy"],
                      r["f1_macro"], f"{r['roc_auc']:.4f}" if "roc_auc" in r else "n/a", r["ece"])

@@ -12,7 +12,7 @@ from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
 from lmpipe.engine.causal_lm import CausalLM, target_bytes
 from lmpipe.engine.loop import resolve_precision
 from lmpipe.generate import Sampling, generate
-from lmpipe.io import write_json, write_text
+from lmpipe.io import atomic_outputs, write_json, write_text
 from lmpipe.params import to_dict
 from lmpipe.tokenization import load_tokenizer, read_blocks
 from lmpipe.tracking import Tracker
@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> None:
                 result = generate(model, tokenizer, prompt, sampling)
                 samples.append({"prompt": prompt, "seed": sampling.seed, "continuation": result.text,
                                 "new_tokens": result.new_tokens, "stopped_at_end_of_text": result.stopped_at_end_of_text})
-        write_json(f"{REPORTS}/metrics.json", metrics)
-        write_json(f"{REPORTS}/samples.json", {"sampling": to_dict(s), "samples": samples})
-        write_text(f"{REPORTS}/samples.md", _markdown(metrics, samples, s))
+        with atomic_outputs():  # the three reports replaced together, or not at all
+            write_json(f"{REPORTS}/metrics.json", metrics)
+            write_json(f"{REPORTS}/samples.json", {"sampling": to_dict(s), "samples": samples})
+            write_text(f"{REPORTS}/samples.md", _markdown(metrics, samples, s))
         tracker.log_metrics(metrics)
         tracker.log_artifact(f"{REPORTS}/samples.md")
 

@@ -17,8 +17,8 @@ from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.loop import train
 from lmpipe.finetuning import (GradualUnfreezing, apply_strategy, base_source, check_stage_setup,
                                encode_split, layer_lr_scale, make_objective, save_finetuned, unfreeze_period_steps)
-from lmpipe.io import read_json
-from lmpipe.modeling import count_parameters, effective_max_length, load_classifier
+from lmpipe.io import atomic_outputs, read_json
+from lmpipe.modeling import count_parameters, effective_max_length, load_classifier, load_error
 from lmpipe.params import to_dict
 from lmpipe.tracking import Tracker
 
@@ -42,9 +42,12 @@ def main() -> None:
                  enabled=params.tracking.enabled and info.is_main) as tracker:
         label_names = read_json(f"{RAW}/labels.json")
         # The base model's own tokenizer encodes the data (trust_remote_code stays off).
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.base_revision)
-        model = load_classifier(source, label_names, classifier_dropout=cfg.classifier_dropout, scratch=scratch,
-                                revision=cfg.base_revision)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.base_revision)
+            model = load_classifier(source, label_names, classifier_dropout=cfg.classifier_dropout, scratch=scratch,
+                                    revision=cfg.base_revision)
+        except OSError as error:  # not found, or (offline) not cached
+            raise load_error(error, source, f"{section}.base_model") from None
         max_length = effective_max_length(requested_length, tokenizer, model)
         train_ids, train_labels = encode_split(tokenizer, f"{RAW}/train.parquet", max_length, cfg.truncation,
                                                  cfg.head_fraction)
@@ -61,19 +64,21 @@ def main() -> None:
         fingerprint = checkpoint.fingerprint(stage, logged, inputs)
         result = train(objective, cfg.train, lr=lr, seed=params.seed, dist_info=info, tracker=tracker,
                        checkpoint_dir=runtime.checkpoint_dir(stage, fingerprint), keep_best=True, desc=stage,
-                       lr_scale=layer_lr_scale(model, cfg.layer_lr_decay), on_step=on_step)
+                       lr_scale=layer_lr_scale(model, cfg.layer_lr_decay), on_step=on_step,
+                       lr_key=f"lr (this stage trains at lr x {section}.lr_scale)")
         if on_step is not None:  # what actually trained: the budget may end before every layer is released
             trainable = on_step.released_parameters()
         if info.is_main:
             preprocessing = {"max_length": max_length, "truncation": cfg.truncation,
                              "head_fraction": cfg.head_fraction, "base_model": cfg.base_model}
-            save_finetuned(model, tokenizer, f"models/{stage}", preprocessing, label_names,
-                           save_adapter=cfg.lora.save_adapter)
             best = {f"validation_{k}": v for k, v in result.best.items() if k not in ("step", "epoch")}
             metrics = {**best, "best_step": result.best["step"], "best_epoch": result.best["epoch"],
                        "trainable_parameters": trainable, "trainable_fraction": trainable / total,
                        "total_parameters": total, "max_length": max_length, "lr": lr, **result.summary}
-            reports.write_training_reports(f"reports/{stage}", metrics, result, tracker)
+            with atomic_outputs():  # the classifier and its reports are replaced together, or not at all
+                save_finetuned(model, tokenizer, f"models/{stage}", preprocessing, label_names,
+                               save_adapter=cfg.lora.save_adapter)
+                reports.write_training_reports(f"reports/{stage}", metrics, result, tracker)
     distributed.teardown()
 
 

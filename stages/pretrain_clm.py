@@ -13,6 +13,7 @@ from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
 from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.causal_lm import CausalLM, target_bytes
 from lmpipe.engine.loop import train
+from lmpipe.io import atomic_outputs
 from lmpipe.modeling import require_tracked
 from lmpipe.params import to_dict
 from lmpipe.tokenization import load_tokenizer, read_blocks
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             require_tracked(params.base_model, "base_model")
             model = load_causal_lm(params.base_model, params.model.context_length)
+        if len(train_blocks) < cfg.train.batch_size:
+            raise ValueError(f"{TOKENIZED}/train.parquet: {len(train_blocks)} training blocks, fewer than one batch "
+                             f"(pretrain.train.batch_size={cfg.train.batch_size}): lower the batch size or "
+                             f"model.context_length, or give a larger corpus")
         if model.config.vocab_size < len(tokenizer):
             raise ValueError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the tokenizer's "
                              f"({len(tokenizer)})")
@@ -54,9 +59,11 @@ def main(argv: list[str] | None = None) -> None:
         local_base = [params.base_model] if params.base_model and Path(params.base_model).is_dir() else []
         fingerprint = checkpoint.fingerprint("pretrain-clm", logged, [TOKENIZER, TOKENIZED] + local_base)
         result = train(objective, cfg.train, lr=cfg.lr, seed=params.seed, dist_info=info, tracker=tracker,
-                       checkpoint_dir=runtime.checkpoint_dir("pretrain-clm", fingerprint), desc="pretrain-clm")
+                       checkpoint_dir=runtime.checkpoint_dir("pretrain-clm", fingerprint), desc="pretrain-clm",
+                       lr_key=f"pretrain.lr in {args.params}")
         if info.is_main:
-            reports.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
+            with atomic_outputs():  # the model and its reports are replaced together, or not at all
+                reports.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
     distributed.teardown()
 
 

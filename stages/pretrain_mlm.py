@@ -12,7 +12,8 @@ from lmpipe import runtime
 from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives import MaskedLM
-from lmpipe.modeling import build_masked_lm, effective_max_length, load_masked_lm, require_tracked
+from lmpipe.io import atomic_outputs
+from lmpipe.modeling import build_masked_lm, effective_max_length, load_error, load_masked_lm, require_tracked
 from lmpipe.params import Params, to_dict
 from lmpipe.tokenization import load_tokenizer, pack_blocks, read_blocks, split_heldout
 from lmpipe.tracking import Tracker
@@ -30,8 +31,11 @@ def model_and_data(params: Params):
                 read_blocks(f"{TOKENIZED}/mlm_heldout.parquet"), [TOKENIZER, TOKENIZED])
     # Within-task pretraining: the corpus encoded with the given model's tokenizer, the same held-out documents.
     require_tracked(cfg.init_from, "pretrain.init_from")
-    tokenizer = AutoTokenizer.from_pretrained(cfg.init_from, revision=cfg.init_revision)
-    model = load_masked_lm(cfg.init_from, cfg.init_revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.init_from, revision=cfg.init_revision)
+        model = load_masked_lm(cfg.init_from, cfg.init_revision)
+    except OSError as error:  # not found, or (offline) not cached
+        raise load_error(error, cfg.init_from, "pretrain.init_from") from None
     corpus = pd.read_parquet(CORPUS)["text"].tolist()
     train_docs, heldout_docs = split_heldout(corpus, params.tokenizer.heldout_fraction, params.seed)
     length = effective_max_length(params.tokenizer.max_length, tokenizer, model)
@@ -48,6 +52,10 @@ def main() -> None:
     with Tracker("pretrain-mlm", logged, experiment=params.tracking.experiment,
                  enabled=params.tracking.enabled and info.is_main) as tracker:
         model, tokenizer, train_blocks, heldout_blocks, inputs = model_and_data(params)
+        if len(train_blocks) < cfg.train.batch_size:
+            raise ValueError(f"{TOKENIZED}/mlm_train.parquet: {len(train_blocks)} training blocks, fewer than one "
+                             f"batch (pretrain.train.batch_size={cfg.train.batch_size}): lower the batch size or "
+                             f"tokenizer.max_length ({params.tokenizer.max_length}), or give a larger corpus")
         objective = MaskedLM(
             model, train_blocks, heldout_blocks,
             mask_rate=cfg.mask_rate, mask_token_fraction=cfg.mask_token_fraction,
@@ -55,9 +63,11 @@ def main() -> None:
             special_token_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer), eval_seed=params.seed)
         fingerprint = checkpoint.fingerprint("pretrain-mlm", logged, inputs)
         result = train(objective, cfg.train, lr=cfg.lr, seed=params.seed, dist_info=info, tracker=tracker,
-                       checkpoint_dir=runtime.checkpoint_dir("pretrain-mlm", fingerprint), desc="pretrain-mlm")
+                       checkpoint_dir=runtime.checkpoint_dir("pretrain-mlm", fingerprint), desc="pretrain-mlm",
+                       lr_key="pretrain.lr")
         if info.is_main:
-            reports.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
+            with atomic_outputs():  # the model and its reports are replaced together, or not at all
+                reports.save_pretrained(OUT, REPORTS, model, tokenizer, result, tracker)
     distributed.teardown()
 
 

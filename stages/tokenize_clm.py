@@ -9,7 +9,7 @@ from lmpipe import runtime
 from lmpipe.clm import base_context_length, load_base_tokenizer, pack_documents, train_bpe_tokenizer
 from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
 from lmpipe.data.loading import load_data
-from lmpipe.io import atomic_path, write_json
+from lmpipe.io import atomic_outputs, atomic_path, write_json
 from lmpipe.params import to_dict
 from lmpipe.tokenization import split_heldout, write_blocks
 from lmpipe.tracking import Tracker
@@ -36,21 +36,27 @@ def main(argv: list[str] | None = None) -> None:
                                  f"{limit} positions")
             tokenizer.model_max_length = length
         corpus = load_data(params.data, params.seed).corpus
-        train_docs, heldout_docs = split_heldout(corpus, cfg.heldout_fraction, params.seed)
+        # Sizes first, and everything in memory before anything is written (a small corpus changes nothing).
+        train_docs, heldout_docs = split_heldout(corpus, cfg.heldout_fraction, params.seed,
+                                                 source="the corpus (data:)")
         if params.base_model is None:
             tokenizer = train_bpe_tokenizer(train_docs, cfg, length)
-        train_blocks = pack_documents(tokenizer, train_docs, length)
-        heldout_blocks = pack_documents(tokenizer, heldout_docs, length)
-        with atomic_path(TOKENIZER) as tmp:  # a killed run leaves the previous tokenizer whole
-            tokenizer.save_pretrained(tmp)
-        write_blocks(f"{TOKENIZED}/train.parquet", train_blocks)
-        write_blocks(f"{TOKENIZED}/heldout.parquet", heldout_blocks)
+        train_blocks = pack_documents(tokenizer, train_docs, length, what=f"the {len(train_docs)} training documents")
+        heldout_blocks = pack_documents(tokenizer, heldout_docs, length,
+                                        what=f"the {len(heldout_docs)} held-out documents "
+                                             f"(tokenizer.heldout_fraction={cfg.heldout_fraction:g})")
         stats = {"documents": len(corpus), "heldout_documents": len(heldout_docs), "vocab": len(tokenizer),
                  "end_of_text": tokenizer.eos_token, "block_length": length,
                  "train_blocks": int(len(train_blocks)), "heldout_blocks": int(len(heldout_blocks)),
                  "train_tokens": int(train_blocks.size),
                  "bytes_per_token": sum(len(t.encode()) for t in train_docs) / max(int(train_blocks.size), 1)}
-        write_json(REPORT, stats)
+        # The tokenizer, the blocks and the report are replaced together: a kill or a full disk leaves the old set.
+        with (atomic_outputs(), atomic_path(TOKENIZER, directory=True) as tokenizer_dir,
+              atomic_path(TOKENIZED, directory=True) as tokenized):
+            tokenizer.save_pretrained(tokenizer_dir)
+            write_blocks(tokenized / "train.parquet", train_blocks)
+            write_blocks(tokenized / "heldout.parquet", heldout_blocks)
+            write_json(REPORT, stats)
         tracker.log_metrics({k: v for k, v in stats.items() if isinstance(v, (int, float))})
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from lmpipe import runtime
-from lmpipe.io import atomic_path, write_json, write_table
+from lmpipe.io import atomic_outputs, atomic_path, write_json, write_table
 from lmpipe.params import SPLITS, to_dict
 from lmpipe.tokenization import encode_labelled, pack_blocks, split_heldout, train_tokenizer, write_blocks
 from lmpipe.tracking import Tracker
 
 RAW, TOKENIZER, TOKENIZED = "data/raw", "data/tokenizer", "data/tokenized"
+CORPUS = f"{RAW}/corpus.parquet"
 
 
 def main() -> None:
@@ -18,25 +19,33 @@ def main() -> None:
     cfg = params.tokenizer
     with Tracker("tokenize", {"seed": params.seed, "tokenizer": to_dict(cfg)},
                  experiment=params.tracking.experiment, enabled=params.tracking.enabled) as tracker:
-        corpus = pd.read_parquet(f"{RAW}/corpus.parquet")["text"].tolist()
-        train_docs, heldout_docs = split_heldout(corpus, cfg.heldout_fraction, params.seed)
+        corpus = pd.read_parquet(CORPUS)["text"].tolist()
+        # Sizes first (documents on each side of the held-out cut, then a block on each side), and everything in
+        # memory before anything is written: a corpus too small leaves the previous tokenizer and blocks whole.
+        train_docs, heldout_docs = split_heldout(corpus, cfg.heldout_fraction, params.seed, source=CORPUS)
         tokenizer = train_tokenizer(train_docs, cfg)
-        with atomic_path(TOKENIZER) as tmp:
-            tokenizer.save_pretrained(tmp)
-
-        mlm_train = pack_blocks(tokenizer, train_docs, cfg.max_length)
-        mlm_heldout = pack_blocks(tokenizer, heldout_docs, cfg.max_length)
-        write_blocks(f"{TOKENIZED}/mlm_train.parquet", mlm_train)
-        write_blocks(f"{TOKENIZED}/mlm_heldout.parquet", mlm_heldout)
+        mlm_train = pack_blocks(tokenizer, train_docs, cfg.max_length,
+                                what=f"{CORPUS}: the {len(train_docs)} training documents")
+        mlm_heldout = pack_blocks(tokenizer, heldout_docs, cfg.max_length,
+                                  what=f"{CORPUS}: the {len(heldout_docs)} held-out documents "
+                                       f"(tokenizer.heldout_fraction={cfg.heldout_fraction:g})")
         stats = {"vocab_size": len(tokenizer), "mlm_train_blocks": len(mlm_train),
                  "mlm_heldout_blocks": len(mlm_heldout)}
+        labelled = {}
         for split in SPLITS:
-            table = encode_labelled(tokenizer, pd.read_parquet(f"{RAW}/{split}.parquet"), cfg.max_length)
-            write_table(f"{TOKENIZED}/{split}.parquet", table)
-            lengths = [len(x) for x in table.column("input_ids").to_pylist()]
+            labelled[split] = encode_labelled(tokenizer, pd.read_parquet(f"{RAW}/{split}.parquet"), cfg.max_length)
+            lengths = [len(x) for x in labelled[split].column("input_ids").to_pylist()]
             stats[f"{split}_mean_tokens"] = sum(lengths) / len(lengths)
             stats[f"{split}_truncated_fraction"] = sum(n >= cfg.max_length for n in lengths) / len(lengths)
-        write_json("reports/tokenize.json", stats)
+
+        with (atomic_outputs(), atomic_path(TOKENIZER, directory=True) as tokenizer_dir,
+              atomic_path(TOKENIZED, directory=True) as tokenized):
+            tokenizer.save_pretrained(tokenizer_dir)
+            write_blocks(tokenized / "mlm_train.parquet", mlm_train)
+            write_blocks(tokenized / "mlm_heldout.parquet", mlm_heldout)
+            for split, table in labelled.items():
+                write_table(tokenized / f"{split}.parquet", table)
+            write_json("reports/tokenize.json", stats)
         tracker.log_metrics(stats)
 
 

@@ -27,7 +27,7 @@ from transformers import BertForSequenceClassification
 import engine_worker as ew
 from lmpipe.engine import checkpoint
 from lmpipe.engine.distributed import Dist
-from lmpipe.engine.loop import StepSampler, train
+from lmpipe.engine.loop import StepSampler, TrainingDiverged, train
 from lmpipe.engine.objectives import IGNORE, Classification, mix_keys, pad_batch, row_uniforms
 from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups
 from lmpipe.modeling import encoder_config
@@ -399,6 +399,52 @@ def test_early_stopping_after_patience_evaluations_without_improvement(data):
     result = train(objective, cfg, lr=3e-3, seed=0, dist_info=Dist())
     assert [e["step"] for e in result.evals] == [2, 4, 6, 8, 10]
     assert result.summary["steps"] == 10
+
+
+# --------------------------------------------------------------------------------------------- divergence
+
+
+class NaNAfter(Classification):
+    """A classifier whose loss turns NaN from optimizer step `bad_step` on (the step about to be taken)."""
+
+    bad_step = 3
+    calls = 0
+
+    def forward(self, batch):
+        out = super().forward(batch)
+        if self.training:
+            type(self).calls += 1
+            if self.calls >= self.bad_step:
+                out["loss_sum"] = out["loss_sum"] * float("nan")
+        return out
+
+
+def test_a_nan_loss_stops_training_with_the_step_the_lr_and_the_key(data, tmp_path):
+    tokenizer, _ = data
+    NaNAfter.calls = 0
+    objective = _classification(tokenizer, objective_cls=NaNAfter)
+    saved: list[int] = []
+    original = checkpoint.save
+    checkpoint.save = lambda directory, state: (saved.append(state["loop"]["step"]), original(directory, state))
+    try:
+        cfg = ew.train_params(steps=20, batch_size=8, log_every=4, checkpoint_every=2, warmup=0.0, schedule="constant")
+        with pytest.raises(TrainingDiverged) as error:
+            train(objective, cfg, lr=3e-3, seed=0, dist_info=Dist(), checkpoint_dir=tmp_path / "ckpt",
+                  lr_key="lr (finetune.lr_scale)", desc="finetune")
+    finally:
+        checkpoint.save = original
+    message = str(error.value)
+    assert message.startswith("finetune: training diverged at step 3: loss nan, gradient norm nan at lr 0.003")
+    assert "Lower lr (finetune.lr_scale)" in message and "\n" not in message
+    assert saved == [2]  # the checkpoint at step 4 (after the divergence) was never written
+
+
+def test_a_huge_learning_rate_diverges_and_stops_instead_of_training_to_nan(data):
+    tokenizer, blocks = data
+    objective = ew.mlm_objective(tokenizer, blocks, n_train=64)
+    cfg = ew.train_params(steps=30, log_every=5, eval_every=10, max_grad_norm=None)
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+: .* at lr .*Lower pretrain\.train\.lr"):
+        train(objective, cfg, lr=1e4, seed=0, dist_info=Dist(), lr_key="pretrain.train.lr")
 
 
 # --------------------------------------------------------------------------------------------- masking

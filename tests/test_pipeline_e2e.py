@@ -1,7 +1,7 @@
 """End to end: the real `dvc repro` on a copy of this repository with tiny params, then DVC's rerun rules.
 
 One module-scoped pipeline run is shared by the tests below, which run in file order (they build on
-each other's state); `--dist loadgroup` keeps them on one pytest-xdist worker.
+each other's state); `--dist loadfile` (the Makefile's) keeps a file on one pytest-xdist worker.
 """
 
 from __future__ import annotations
@@ -9,19 +9,20 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from pipeline_copy import MAIN_TINY, commit, copy_source, ran, run, set_params
+from pipeline_copy import MAIN_TINY, commit, copy_source, environment, git, ran, run, set_params
 
 EVALUATED = ["finetune", "freeze-finetune", "finetune-scratch", "tfidf-baseline"]
-STAGES = ["download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune", "finetune-scratch",
-          "evaluate"]
+STAGES = ["check-params", "download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune",
+          "finetune-scratch", "evaluate"]
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_mlflow_has_a_run_per_stage(repo):
     with sqlite3.connect(repo / "mlflow.db") as db:
         stages = {row[0] for row in db.execute("select value from tags where key = 'stage'")}
         steps = db.execute("select count(*) from metrics where key = 'train/loss'").fetchone()[0]
-    assert set(STAGES) <= stages
+    assert set(STAGES) - {"check-params"} <= stages  # check-params only reads the file: no run of its own
     assert steps >= 3
     # the evaluate run holds the whole comparison: every variant's metrics, summary.md and the plots
     with sqlite3.connect(repo / "mlflow.db") as db:
@@ -147,7 +148,8 @@ def test_plots_render(repo, tmp_path):
 
 def test_lr_change_reruns_only_finetuning_and_evaluate(repo):
     set_params(repo / "params.yaml", {"lr": 7e-4})  # differs from params.yaml
-    assert ran(run(repo, "dvc", "repro")) == {"finetune", "freeze-finetune", "finetune-scratch", "evaluate"}
+    assert ran(run(repo, "dvc", "repro")) == {"check-params", "finetune", "freeze-finetune", "finetune-scratch",
+                                              "evaluate"}
 
 
 def test_vocab_change_reruns_tokenize_and_after(repo):
@@ -172,7 +174,7 @@ def test_a_module_no_stage_but_evaluate_imports_reruns_evaluate_only(repo):
 def test_exp_run_with_lr_as_written(repo):
     commit(repo, "after reruns")
     output = run(repo, "dvc", "exp", "run", "-S", "lr=2e-5")
-    assert ran(output) == {"finetune", "freeze-finetune", "finetune-scratch", "evaluate"}
+    assert ran(output) == {"check-params", "finetune", "freeze-finetune", "finetune-scratch", "evaluate"}
     assert "2e-05" in (repo / "params.yaml").read_text()
     shown = json.loads(run(repo, "dvc", "exp", "show", "--json", "--no-pager"))
     text = json.dumps(shown)
@@ -184,7 +186,7 @@ def test_log_model_registers_the_best_classifier(repo):
     """evaluate.log_model: the best variant lands in the MLflow registry under the alias (only evaluate reruns)."""
     set_params(repo / "params.yaml", {"evaluate": {"log_model": True, "registered_model_name": "e2e-classifier",
                                                    "model_alias": "candidate"}})
-    assert ran(run(repo, "dvc", "repro")) == {"evaluate"}
+    assert ran(run(repo, "dvc", "repro")) == {"check-params", "evaluate"}
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
@@ -195,3 +197,23 @@ def test_log_model_registers_the_best_classifier(repo):
     evaluation = json.loads((repo / "reports/evaluate/metrics.json").read_text())
     best = max(EVALUATED[:3], key=lambda v: evaluation[v]["f1_macro"])
     assert tags["best_variant"] == best and f"`{best}`" in version.description
+
+
+def test_exp_run_with_an_unknown_key_records_nothing(repo):
+    """`-S +typo=1` changes no param any stage tracks; check-params validates the whole file, so the experiment
+    fails naming the key instead of being recorded unvalidated."""
+    commit(repo, "before the typo")
+    before = _experiments(repo)
+    assert before  # test_exp_run_with_lr_as_written recorded one
+    result = subprocess.run(["dvc", "exp", "run", "-S", "+finetune.lr_scael=2"], cwd=repo, env=environment(repo),
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "check-params: finetune.lr_scael: unknown key" in result.stdout + result.stderr
+    assert _experiments(repo) == before
+    git(repo, "checkout", "params.yaml")  # DVC leaves the failed override in the workspace
+
+
+def _experiments(repo: Path) -> list[str]:
+    """Every experiment DVC recorded: its git refs (refs/exps/<baseline>/<name>; exec/ holds the executor's)."""
+    refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    return sorted(ref for ref in refs if not ref.startswith("refs/exps/exec/"))

@@ -15,10 +15,10 @@ import pytest
 
 from pipeline_copy import CLM_TINY, MAIN_TINY, commit, copy_source, git, ran, run
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproducibility")]
-MAIN_STAGES = {"download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune", "finetune-scratch",
+pytestmark = pytest.mark.slow
+MAIN_STAGES = {"check-params", "download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune", "finetune-scratch",
                "evaluate"}
-CLM_STAGES = {f"clm/dvc.yaml:{stage}" for stage in ("tokenize-clm", "pretrain-clm", "evaluate-clm")}
+CLM_STAGES = {f"clm/dvc.yaml:{stage}" for stage in ("check-params-clm", "tokenize-clm", "pretrain-clm", "evaluate-clm")}
 BUILT = ("models/**/model.safetensors", "data/tokenizer/tokenizer.json", "data/clm/tokenizer/tokenizer.json",
          "data/tokenized/*.parquet", "data/clm/tokenized/*.parquet", "data/raw/*.parquet",
          "reports/evaluate/predictions.csv")

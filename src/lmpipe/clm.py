@@ -59,7 +59,8 @@ def base_context_length(base_model: str) -> int:
     return 2 ** 31  # relative positions (e.g. rotary): no hard limit
 
 
-def pack_documents(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_length: int) -> np.ndarray:
+def pack_documents(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_length: int,
+                   what: str = "the corpus") -> np.ndarray:
     """One stream `eot doc1 eot doc2 eot ...` cut into blocks of block_length tokens (the tail is dropped).
 
     Every document is preceded by end-of-text, so its first token is predicted from a document start, as an
@@ -72,7 +73,7 @@ def pack_documents(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], blo
             stream.append(eot)
     n_blocks = len(stream) // block_length
     if n_blocks == 0:
-        raise ValueError(f"the corpus holds {len(stream)} tokens, fewer than one block of {block_length} "
+        raise ValueError(f"{what} hold {len(stream)} tokens, fewer than one block of {block_length} "
                          "(lower model.context_length or give more documents)")
     return np.asarray(stream[:n_blocks * block_length], dtype=np.int32).reshape(n_blocks, block_length)
 

@@ -76,17 +76,19 @@ def metrics_json(results: Mapping[str, Mapping], pretrain: Mapping | None, best_
 def write_reports(directory: str, labels: np.ndarray, texts: Sequence[str], label_names: list[str],
                   probabilities: Mapping[str, np.ndarray], results: Mapping[str, Mapping], ece_bins: int) -> None:
     """Confusion rows and matrices, ROC / PR / reliability curves and the predictions file."""
-    for variant, probs in probabilities.items():
-        predicted = probs.argmax(axis=1)
-        write_rows_csv(f"{directory}/confusion_{variant}.csv",
-                       [{"actual": label_names[a], "predicted": label_names[p]} for a, p in zip(labels, predicted)])
-        points = curves(labels, probs)
-        _, calibration = reliability(labels, probs, ece_bins)
-        # header-only files on a single-class split, where the curves are undefined: DVC expects every out
-        write_rows_csv(f"{directory}/curves/roc_{variant}.csv", points["roc"], ["fpr", "tpr"])
-        write_rows_csv(f"{directory}/curves/pr_{variant}.csv", points["pr"], ["recall", "precision"])
-        write_rows_csv(f"{directory}/curves/calibration_{variant}.csv", calibration,
-                       ["confidence", "accuracy", "examples"])
+    # curves/ is one DVC output: written whole, so no temporary file ever lies inside it
+    with atomic_path(f"{directory}/curves", directory=True) as curves_dir:
+        for variant, probs in probabilities.items():
+            predicted = probs.argmax(axis=1)
+            rows = [{"actual": label_names[a], "predicted": label_names[p]} for a, p in zip(labels, predicted)]
+            write_rows_csv(f"{directory}/confusion_{variant}.csv", rows)
+            points = curves(labels, probs)
+            _, calibration = reliability(labels, probs, ece_bins)
+            # header-only files on a single-class split, where the curves are undefined: DVC expects every out
+            write_rows_csv(curves_dir / f"roc_{variant}.csv", points["roc"], ["fpr", "tpr"])
+            write_rows_csv(curves_dir / f"pr_{variant}.csv", points["pr"], ["recall", "precision"])
+            write_rows_csv(curves_dir / f"calibration_{variant}.csv", calibration,
+                           ["confidence", "accuracy", "examples"])
     write_json(f"{directory}/confusion_matrices.json",
                {"labels": label_names, **{v: r["confusion_matrix"] for v, r in results.items()}})
     write_predictions(f"{directory}/predictions.csv", labels, texts, label_names, probabilities)

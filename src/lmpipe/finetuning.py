@@ -232,7 +232,7 @@ def save_finetuned(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: s
     """models/<stage>: always a plain Hugging Face classification directory (LoRA merged), which
     AutoModelForSequenceClassification loads; a LoRA run also writes its adapter with the head to adapter/."""
     model = getattr(model, "module", model)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, directory=True) as tmp:
         plain_model(model).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(Path(tmp) / PREPROCESSING_FILE, preprocessing)

@@ -7,7 +7,9 @@
 
 Tokens are printed as they are generated (transformers' TextStreamer); `model.generate` keeps the KV cache,
 so each new token costs one position, not the whole sequence. Generation stops at the end-of-text token
-(the tokenizer's eos) or after --max-new-tokens. The same seed gives the same text.
+(the tokenizer's eos) or after --max-new-tokens. The same seed gives the same text. Prompts are UTF-8 text; an
+error is one line (--debug: the traceback). A hub id works offline from the local cache: when the hub cannot be
+reached, its offline mode is set at once instead of waiting for retries.
 """
 
 from __future__ import annotations
@@ -129,9 +131,32 @@ def load(model_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
             raise ValueError(f"{model_path}: not a Hugging Face model directory (no config.json)")
         if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
             raise ValueError(f"{model_path}: has no tokenizer (tokenizer.json)")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, attn_implementation="sdpa")
+    else:
+        from .runtime import use_hub_offline_if_unreachable
+
+        use_hub_offline_if_unreachable()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, attn_implementation="sdpa")
+    except OSError as error:  # not found, or offline and not cached: transformers says which
+        raise ValueError(f"{model_path}: cannot load ({str(error).strip().splitlines()[0]})") from None
     return model, tokenizer
+
+
+def read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
+    """The prompt from the argument, --prompt-file or stdin ('-' or none), checked to be UTF-8 text."""
+    if prompt_file is not None:
+        if not prompt_file.is_file():
+            raise ValueError(f"--prompt-file {prompt_file}: file not found")
+        data, source = prompt_file.read_bytes(), f"--prompt-file {prompt_file}"
+    elif prompt in (None, "-"):
+        data, source = (b"" if sys.stdin.isatty() else sys.stdin.buffer.read()), "stdin"
+    else:
+        data, source = prompt.encode("utf-8", "surrogateescape"), "the prompt argument"
+    from .io import decode_text
+
+    # a file's or echo's trailing newline is not part of the text to continue
+    return decode_text(data, source).rstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,26 +174,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-stream", action="store_true", help="print the continuation once at the end")
     parser.add_argument("--json", action="store_true", help="print one JSON object (implies --no-stream)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
+    args = parser.parse_intermixed_args(argv)  # options may follow or precede the prompt
 
     if args.prompt_file is not None and args.prompt not in (None, "-"):
         parser.error("give the prompt as an argument or with --prompt-file, not both")
-    if args.prompt_file is not None:
-        if not args.prompt_file.is_file():
-            parser.error(f"--prompt-file {args.prompt_file}: file not found")
-        prompt = args.prompt_file.read_text(encoding="utf-8")
-    elif args.prompt in (None, "-"):
-        prompt = "" if sys.stdin.isatty() else sys.stdin.read()
-    else:
-        prompt = args.prompt
-    prompt = prompt.rstrip("\n")  # a file's or echo's trailing newline is not part of the text to continue
+    try:
+        return _run(args)
+    except Exception as error:  # noqa: BLE001 - one line for the user; --debug for the traceback
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if not isinstance(error, (ValueError, OSError)):
+            message = f"{type(error).__name__}: {message} (--debug shows the traceback)"
+        print(f"lmpipe-generate: error: {message}", file=sys.stderr)
+        return 2 if isinstance(error, ValueError) else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    prompt = read_prompt(args.prompt, args.prompt_file)
     sampling = Sampling(max_new_tokens=args.max_new_tokens, greedy=args.greedy, temperature=args.temperature,
                         top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    try:
-        sampling.check()
-        model, tokenizer = load(args.model)
-    except ValueError as error:
-        parser.error(str(error))
+    sampling.check()
+    model, tokenizer = load(args.model)
     stream = not (args.no_stream or args.json)
     if stream:
         sys.stdout.write(prompt)

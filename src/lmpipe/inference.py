@@ -12,6 +12,15 @@ from .engine.loop import resolve_precision
 from .engine.objectives import pad_batch
 
 
+def require_finite_weights(model: torch.nn.Module, source: str) -> None:
+    """A ValueError naming `source` when any weight is NaN or infinite (a diverged training run): its
+    predictions would be NaN probabilities."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{source}: weight {name} holds NaN or infinite values (training diverged); "
+                             "retrain it, e.g. with a lower learning rate")
+
+
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, ids: Sequence[np.ndarray], pad_token_id: int, batch_size: int = 128,
                   precision: str = "auto", device: torch.device | None = None, progress: bool = False) -> np.ndarray:

@@ -103,6 +103,17 @@ def require_tracked(model: str, key: str, repo: Path | None = None) -> None:
                               f"directory under {TRACKED_MODEL_ROOT}/")
 
 
+def load_error(error: Exception, model: str, key: str) -> OSError:
+    """A base model that could not be loaded, as one line naming the params key, the model and the reason."""
+    import huggingface_hub.constants
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE and not Path(model).expanduser().exists():
+        reason = "the hub is unreachable: offline mode, and it is not in the local cache"
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return OSError(f"{key}: {model}: cannot load ({reason})")
+
+
 def load_masked_lm(path: str, revision: str | None = None) -> PreTrainedModel:
     """A pretrained masked LM (directory or hub id) to continue training; never runs remote code."""
     from transformers import AutoModelForMaskedLM
@@ -154,7 +165,7 @@ def load_classifier(path: str | Path, label_names: list[str], classifier_dropout
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, path: str | Path) -> None:
     """Write a Hugging Face directory (config.json, model.safetensors, tokenizer files) atomically."""
     model = getattr(model, "module", model)  # unwrap DDP
-    with atomic_path(path) as tmp:
+    with atomic_path(path, directory=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

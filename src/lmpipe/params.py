@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -28,6 +29,15 @@ class ParamsError(ValueError):
     """A params.yaml value is unknown, of the wrong type or impossible; the message starts with its key path."""
 
 
+# Upper bounds, so a typo (an extra zero or three) fails here in milliseconds instead of exhausting memory later.
+MAX_VOCAB_SIZE = 1_000_000  # the embedding matrix (and the LM head) hold vocab_size x width weights
+MAX_SEQUENCE_LENGTH = 32_768  # attention holds length^2 scores per head and example
+MAX_FORWARD_BATCH = 65_536  # one forward pass holds micro_batch_size x length activations per layer
+MAX_GENERATED_DOCUMENTS = 10_000_000  # the builtin generator builds every document in memory
+MAX_TRAINED_PARAMETERS = 10_000_000_000  # 16 bytes each to train (fp32 weights, gradients, two AdamW moments)
+TRACKED_DATA_ROOT = Path("data/external")  # local data lives here, a DVC dependency of the stages that read it
+
+
 # --------------------------------------------------------------------------------------------- sections
 
 
@@ -42,6 +52,8 @@ class BuiltinData:
     def check(self, path: str) -> None:
         for name in ("corpus_documents", "train_size", "validation_size", "test_size"):
             _require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
+            _require(getattr(self, name) <= MAX_GENERATED_DOCUMENTS, f"{path}.{name}",
+                     f"must be <= {MAX_GENERATED_DOCUMENTS:,} (the generator holds every document in memory)")
         _require(0 <= self.label_noise < 0.5, f"{path}.label_noise", "must be in [0, 0.5)")
 
 
@@ -77,6 +89,9 @@ class DataParams:
     source: Literal["builtin", "files", "hub"]
     validation_fraction: float
     label_names: list[str] | None  # explicit id -> name order; null: inferred from the train split
+    # true: refuse (not only warn about) train classes that differ only by case or spaces, or that have fewer
+    # than a handful of examples
+    strict_labels: bool
     max_corpus_documents: int | None
     builtin: BuiltinData
     files: FilesData
@@ -97,6 +112,23 @@ class DataParams:
                 value = getattr(self.files, split)
                 if value is not None:
                     _require(Path(value).is_file(), f"{path}.files.{split}", f"file not found: {value}")
+                    _require_tracked_data(value, f"{path}.files.{split}")
+        if self.source == "hub":  # a local dataset directory (hub ids pass) must be tracked like a file
+            for key in ("path", "corpus_path"):
+                value = getattr(self.hub, key)
+                if value is not None and (value.startswith((".", "/", "~")) or Path(value).exists()):
+                    _require_tracked_data(value, f"{path}.hub.{key}")
+
+
+def _require_tracked_data(value: str, path: str) -> None:
+    """Local data must lie under data/external/ (a dependency of the stages that read it): elsewhere, DVC would
+    not see it change and would serve stale results. The path is normalised, not resolved: a symlink placed
+    under data/external/ is followed by DVC too."""
+    root = Path(os.path.abspath(TRACKED_DATA_ROOT))
+    location = Path(os.path.abspath(os.path.expanduser(value)))
+    _require(location.is_relative_to(root) and location != root, path,
+             f"{value} is outside {TRACKED_DATA_ROOT}/, so DVC would not rerun the pipeline when it changes; "
+             f"copy (or symlink) it under {TRACKED_DATA_ROOT}/ and point this key there")
 
 
 @dataclass
@@ -118,9 +150,12 @@ class TokenizerParams:
     special_tokens: SpecialTokens
 
     def check(self, path: str) -> None:
-        _require(self.vocab_size >= 100, f"{path}.vocab_size", "must be >= 100")
+        _require(100 <= self.vocab_size <= MAX_VOCAB_SIZE, f"{path}.vocab_size",
+                 f"must be in [100, {MAX_VOCAB_SIZE:,}] (the embeddings and the MLM head hold vocab_size x "
+                 "model.hidden weights each)")
         _require(self.min_frequency >= 1, f"{path}.min_frequency", "must be >= 1")
-        _require(self.max_length >= 8, f"{path}.max_length", "must be >= 8")
+        _require(8 <= self.max_length <= MAX_SEQUENCE_LENGTH, f"{path}.max_length",
+                 f"must be in [8, {MAX_SEQUENCE_LENGTH:,}] (attention memory grows with its square)")
         _require(0 < self.heldout_fraction < 0.5, f"{path}.heldout_fraction", "must be in (0, 0.5)")
         tokens = dataclasses.asdict(self.special_tokens).values()
         _require(len(set(tokens)) == len(tokens), f"{path}.special_tokens", "must be distinct")
@@ -146,6 +181,8 @@ class ModelParams:
         _require(0 < self.init_std < 1, f"{path}.init_std", "must be in (0, 1)")
         for name in ("layers", "hidden", "heads", "intermediate", "max_position"):
             _require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
+        _require(self.max_position <= MAX_SEQUENCE_LENGTH, f"{path}.max_position",
+                 f"must be <= {MAX_SEQUENCE_LENGTH:,} (attention memory grows with the square of the length)")
         _require(self.hidden % self.heads == 0, f"{path}.hidden",
                  f"must be divisible by {path}.heads ({self.hidden} % {self.heads} != 0)")
         for name in ("dropout", "attention_dropout"):
@@ -192,6 +229,10 @@ class TrainParams:
                                          f"null (got {chosen or 'none'})")
         _require(budgets[chosen[0]] > 0, f"{path}.{chosen[0]}", "must be > 0")
         _require(self.batch_size > 0, f"{path}.batch_size", "must be > 0")
+        forward_key = "micro_batch_size" if self.micro_batch_size else "batch_size"
+        _require(getattr(self, forward_key) <= MAX_FORWARD_BATCH, f"{path}.{forward_key}",
+                 f"must be <= {MAX_FORWARD_BATCH:,} examples per forward pass (activations grow with it); "
+                 "set micro_batch_size to accumulate a larger batch")
         if self.micro_batch_size is not None:
             _require(self.micro_batch_size > 0, f"{path}.micro_batch_size", "must be > 0")
             _require(self.batch_size % self.micro_batch_size == 0, f"{path}.micro_batch_size",
@@ -324,7 +365,8 @@ class EvaluateParams:
     model_alias: str
 
     def check(self, path: str) -> None:
-        _require(self.batch_size > 0, f"{path}.batch_size", "must be > 0")
+        _require(0 < self.batch_size <= MAX_FORWARD_BATCH, f"{path}.batch_size",
+                 f"must be in [1, {MAX_FORWARD_BATCH:,}] (examples per forward pass)")
         _require(self.ece_bins > 0, f"{path}.ece_bins", "must be > 0")
         _require(bool(self.registered_model_name.strip()), f"{path}.registered_model_name", "must not be empty")
         # MLflow's alias rule, checked here so a bad alias fails before evaluation, not after it
@@ -359,6 +401,11 @@ class Params:
         _require(self.seed >= 0, "seed", "must be >= 0")
         _require(self.model.max_position >= self.tokenizer.max_length, "model.max_position",
                  f"must be >= tokenizer.max_length ({self.tokenizer.max_length})")
+        m = self.model
+        estimate = (self.tokenizer.vocab_size + m.max_position) * m.hidden + m.layers * (
+            4 * m.hidden * m.hidden + 2 * m.hidden * m.intermediate)
+        _require_trainable_size(estimate, "model",
+                                "model.layers, model.hidden, model.intermediate or tokenizer.vocab_size")
         for section in FINETUNE_SECTIONS:
             ft: FinetuneParams = getattr(self, section)
             # model.layers describes this project's encoder only; another base model (also one pretrained from
@@ -390,14 +437,48 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
     `overrides` maps dotted keys to values (tests, scripts)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path}: is a directory, not a params file") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except _DuplicateKey as err:
+        raise ParamsError(f"{path}: line {err.line}: duplicate key {err.key!r} (first on line {err.first}); "
+                          "YAML keeps only one of them, and DVC refuses the file: remove one") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if raw is None:
+        raise ParamsError(f"{path}: is empty; it must hold the pipeline's params (see the repository's copy)")
     for dotted, value in (overrides or {}).items():
         set_dotted(raw, dotted, value)
     return params_from_dict(raw, schema)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not "the last one wins"."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may repeat keys on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_line:
+                    raise _DuplicateKey(key, line, first_line[key])
+            except TypeError:  # an unhashable key: SafeLoader reports it
+                break
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def params_from_dict(raw: dict[str, Any], schema: type | None = None) -> Any:
@@ -487,9 +568,13 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamsError(f"{path}: must be a finite whole number, got {value!r}")
     elif hint is float:
         # DVC writes `-S lr=2e-5` back as 2e-05, and PyYAML (YAML 1.1) reads exponents without a dot as strings.
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # YAML's .inf / .nan: no knob of this pipeline means them
+                raise ParamsError(f"{path}: must be a finite number, got {value!r}")
             return float(value)
         if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
             result = float(value)
@@ -499,6 +584,12 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if isinstance(value, str):
             return value
     raise ParamsError(f"{path}: expected {_describe(hint)}, got {value!r}")
+
+
+def _require_trainable_size(parameters: int, path: str, keys: str) -> None:
+    _require(parameters <= MAX_TRAINED_PARAMETERS, path,
+             f"about {parameters:.3g} parameters, more than {MAX_TRAINED_PARAMETERS:.0e}: training needs 16 bytes each "
+             f"(weights, gradients, AdamW moments), {16 * parameters / 1e9:,.0f} GB; lower {keys}")
 
 
 def _describe(hint: Any) -> str:

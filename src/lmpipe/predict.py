@@ -8,9 +8,11 @@ and on any Hugging Face text-classification directory (config.json, weights, tok
     cat reviews.txt | lmpipe-predict models/finetune --format jsonl
 
 Texts come from arguments, from --file (.txt: one text per non-empty line; .csv/.tsv/.jsonl/.json/.parquet:
-the --text-column) or, with neither, from stdin (one text per non-empty line). Out come, per text in input
+the --text-column) or, with neither, from stdin (one UTF-8 text per non-empty line). Out come, per text in input
 order, the label, its probability and every class's probability (`p_<label>`), as CSV or JSONL, on stdout or
-in --output (written atomically). Batched; a progress bar on stderr when there is more than one batch.
+in --output (a file, written atomically; never a directory, the input or a file in the model directory).
+Batched; a progress bar on stderr when there is more than one batch. Options may come before or after the
+texts; an error is one line (--debug: the traceback).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Sequence, TextIO
 
 import numpy as np
 
+from .io import OutputPathError, decode_text, resolve_output
+
 FORMATS = ("csv", "jsonl")
 
 
@@ -33,7 +37,8 @@ class PredictError(ValueError):
 
 
 def read_texts(texts: Sequence[str], file: str | None, text_column: str, stdin: TextIO | None) -> list[str]:
-    """The texts to classify, from exactly one of: arguments, a file, stdin."""
+    """The texts to classify, from exactly one of: arguments, a file, stdin (bytes, decoded as UTF-8 here so
+    binary input is named, not passed to the tokenizer)."""
     if texts and file:
         raise PredictError("give texts as arguments or with --file, not both")
     if file and file != "-":
@@ -47,10 +52,20 @@ def read_texts(texts: Sequence[str], file: str | None, text_column: str, stdin: 
         empty = [i for i, text in enumerate(texts, 1) if not text.strip()]
         if empty:
             raise PredictError(f"argument {empty[0]}: empty text")
+        for i, text in enumerate(texts, 1):
+            try:  # arguments that were not UTF-8 arrive with surrogate escapes
+                decode_text(text.encode("utf-8", "surrogateescape"), f"argument {i}")
+            except ValueError as e:
+                raise PredictError(str(e)) from None
         return list(texts)
     if stdin is None or (file != "-" and stdin.isatty()):
         raise PredictError("no texts: give them as arguments, with --file, or on stdin")
-    lines = [line.rstrip("\r\n") for line in stdin]
+    data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode("utf-8")
+    try:
+        lines = decode_text(data, "stdin").split("\n")
+    except ValueError as e:
+        raise PredictError(str(e)) from None
+    lines = [line.rstrip("\r") for line in lines]
     texts = [line for line in lines if line.strip()]  # as for .txt files: one text per non-empty line
     if not texts:
         raise PredictError("stdin: no non-empty lines")
@@ -85,7 +100,7 @@ def predict(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64, m
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .inference import predict_proba
+    from .inference import predict_proba, require_finite_weights
     from .tokenization import encode_texts
 
     transformers.utils.logging.disable_progress_bar()  # ours is the one progress bar on stderr
@@ -98,7 +113,15 @@ def predict(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64, m
     limits = [n for n in (max_length, getattr(config, "max_position_embeddings", None),
                           tokenizer.model_max_length) if n and n < 1_000_000]  # HF uses 1e30 for "no limit"
     ids = [np.asarray(x, dtype=np.int64) for x in encode_texts(tokenizer, texts, min(limits) if limits else None)]
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign weights file: safetensors, OSError, ...
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise PredictError(f"{model_dir}: cannot load the weights ({type(e).__name__}: {reason})") from None
+    try:
+        require_finite_weights(model, str(model_dir))
+    except ValueError as e:
+        raise PredictError(str(e)) from None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out by attention anyway
     probabilities = predict_proba(model, ids, pad, batch_size, precision=precision,
                                   device=torch.device(device) if device else None, progress=progress)
@@ -139,7 +162,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
+    args = parser.parse_intermixed_args(argv)  # options may follow or precede the texts
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
     if args.max_length is not None and args.max_length < 2:
@@ -147,17 +171,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_output(output: str, model_dir: str, file: str | None) -> None:
+    """Refuse, before any work, an --output that would destroy something: a directory, the input file, a file of
+    the model directory."""
+    target = resolve_output(output)
+    if file and file != "-" and Path(file).exists() and target.exists() and target.samefile(file):
+        raise PredictError(f"--output {output}: is the input file (--file); choose another name")
+    if target.exists() and target.is_relative_to(Path(model_dir).resolve()):
+        raise PredictError(f"--output {output}: would overwrite a file of the model directory {model_dir}; "
+                           "choose another name")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as e:  # noqa: BLE001 - one line for the user; --debug for the traceback
+        if args.debug:
+            raise
+        known = isinstance(e, (PredictError, OutputPathError, OSError))
+        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"lmpipe-predict: error: {message if known else f'{type(e).__name__}: {message}'}"
+              f"{'' if known else ' (--debug shows the traceback)'}", file=sys.stderr)
+        return 2 if isinstance(e, (PredictError, OutputPathError)) else 1
+
+
+def _run(args: argparse.Namespace) -> int:
     fmt = args.format or ("jsonl" if args.output and Path(args.output).suffix.lower() in (".jsonl", ".json")
                           else "csv")
-    try:
-        texts = read_texts(args.texts, args.file, args.text_column, sys.stdin)
-        names, probabilities = predict(args.model_dir, texts, args.batch_size, args.max_length, args.precision,
-                                       args.device, progress=not args.no_progress and len(texts) > args.batch_size)
-    except PredictError as e:
-        print(f"lmpipe-predict: error: {e}", file=sys.stderr)
-        return 2
+    if args.output:
+        check_output(args.output, args.model_dir, args.file)
+    texts = read_texts(args.texts, args.file, args.text_column, sys.stdin)
+    names, probabilities = predict(args.model_dir, texts, args.batch_size, args.max_length, args.precision,
+                                   args.device, progress=not args.no_progress and len(texts) > args.batch_size)
     text = format_rows(texts, names, probabilities, fmt)
     if args.output:
         from .io import write_text

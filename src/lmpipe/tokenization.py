@@ -141,10 +141,12 @@ def encode_head_tail(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], m
     return out
 
 
-def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_length: int) -> np.ndarray:
+def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_length: int,
+                what: str = "the corpus") -> np.ndarray:
     """Concatenate documents (separated by [SEP]) and cut into `[CLS] ... [SEP]` blocks of block_length tokens.
 
-    The tail shorter than a block is dropped, as in Hugging Face's run_mlm `group_texts`.
+    The tail shorter than a block is dropped, as in Hugging Face's run_mlm `group_texts`. `what` names the
+    documents in the error when they do not fill one block.
     """
     body = block_length - 2
     stream: list[int] = []
@@ -154,7 +156,8 @@ def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_
             stream.append(tokenizer.sep_token_id)
     n_blocks = len(stream) // body
     if n_blocks == 0:
-        raise ValueError(f"the corpus holds {len(stream)} tokens, fewer than one block of {block_length}")
+        raise ValueError(f"{what} hold {len(stream)} tokens, fewer than one block of {block_length} "
+                         "(tokenizer.max_length): give more documents or lower tokenizer.max_length")
     tokens = np.asarray(stream[: n_blocks * body], dtype=np.int32).reshape(n_blocks, body)
     blocks = np.empty((n_blocks, block_length), dtype=np.int32)
     blocks[:, 0] = tokenizer.cls_token_id
@@ -163,10 +166,16 @@ def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_
     return blocks
 
 
-def split_heldout(texts: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Hold out whole documents (not blocks) so held-out text never appears in training blocks."""
+def split_heldout(texts: Sequence[str], fraction: float, seed: int,
+                  source: str = "the corpus") -> tuple[list[str], list[str]]:
+    """Hold out whole documents (not blocks) so held-out text never appears in training blocks; at least one
+    document on each side, else a ValueError with the numbers (checked before any work on the documents)."""
     order = np.random.default_rng(seed).permutation(len(texts))
     n_heldout = max(1, int(round(len(texts) * fraction)))
+    if len(texts) - n_heldout < 1:
+        raise ValueError(f"{source}: {len(texts)} document(s); tokenizer.heldout_fraction={fraction:g} holds out "
+                         f"{n_heldout}, leaving none to train on: give at least 2 documents (a few hundred for a "
+                         "useful tokenizer)")
     heldout = set(order[:n_heldout].tolist())
     train = [t for i, t in enumerate(texts) if i not in heldout]
     return train, [texts[i] for i in sorted(heldout)]

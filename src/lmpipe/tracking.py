@@ -53,6 +53,8 @@ values unless already set, and the server is probed with a ~2 s TCP connect befo
 call, so an unreachable server costs about two seconds, and a server that accepts connections
 but hangs costs at most (retries + 1) x timeout (about 20 s) once, after which tracking is off.
 Raise ``MLFLOW_HTTP_REQUEST_TIMEOUT`` yourself if large artifacts go through a proxying server.
+A ``sqlite:///`` store is checked before MLflow opens it (the path is a directory, not a database,
+not writable, or under a file): MLflow would retry that for about 100 s before giving up.
 ``Tracker(enabled=False)``,
 ``LMPIPE_TRACKING=0`` (or false/no/off) or ``RANK`` != 0 (torch.distributed non-zero ranks) make
 the tracker a no-op that never imports mlflow. mlflow is imported lazily, so importing this
@@ -249,6 +251,36 @@ def _check_reachable(uri: str) -> None:
         raise ConnectionError(f"MLflow server {host}:{port} unreachable ({e})") from None
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_store(uri: str) -> None:
+    """Fail at once (an OSError naming the path) where MLflow could not open or create the sqlite database: it would
+    retry with back-off for about 100 s first. Creates nothing."""
+    db = uri[len("sqlite:///") :].split("?", 1)[0]
+    if not db or db == ":memory:":
+        return
+    path = Path(db).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"sqlite store {path}: is a directory, not a database file")
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                header = f.read(len(_SQLITE_HEADER))
+        except OSError as e:
+            raise PermissionError(f"sqlite store {path}: cannot be read ({e.strerror})") from None
+        if header and header != _SQLITE_HEADER:
+            raise ValueError(f"sqlite store {path}: not an SQLite database")
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise PermissionError(f"sqlite store {path}: not writable")
+        return
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise NotADirectoryError(f"sqlite store {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"sqlite store {path}: cannot create it in {existing} (not writable)")
+
+
 def _sqlite_artifact_location(uri: str) -> str | None:
     """For a local sqlite store: <db dir>/mlartifacts (MLflow would use a cwd-relative ./mlruns)."""
     if not uri.startswith("sqlite:///"):
@@ -385,6 +417,8 @@ class Tracker:
         if urlparse(uri).scheme in ("http", "https"):
             _configure_http_env()
             _check_reachable(uri)
+        elif uri.startswith("sqlite:///"):
+            _check_sqlite_store(uri)
 
         from mlflow.tracking import MlflowClient
 

@@ -25,7 +25,7 @@ def load_data(cfg: DataParams, seed: int) -> LoadedData:
         splits, names = sources.load_labelled_files(
             train=f.train, test=f.test, validation=f.validation, text_column=f.text_column,
             label_column=f.label_column, label_names=cfg.label_names,
-            validation_fraction=cfg.validation_fraction, seed=seed)
+            validation_fraction=cfg.validation_fraction, seed=seed, strict_labels=cfg.strict_labels)
         corpus = (sources.load_corpus_file(f.corpus, f.corpus_text_column, cfg.max_corpus_documents)
                   if f.corpus else None)
         data = LoadedData(splits, names, corpus if corpus is not None else splits["train"]["text"].tolist())
@@ -35,7 +35,7 @@ def load_data(cfg: DataParams, seed: int) -> LoadedData:
             path=h.path, name=h.name, train_split=h.train_split, test_split=h.test_split,
             validation_split=h.validation_split, text_column=h.text_column, label_column=h.label_column,
             label_names=cfg.label_names, validation_fraction=cfg.validation_fraction, seed=seed,
-            revision=h.revision)
+            revision=h.revision, strict_labels=cfg.strict_labels)
         corpus = (sources.load_corpus_hub(h.corpus_path, h.corpus_name, h.corpus_split, h.corpus_text_column,
                                           cfg.max_corpus_documents, revision=h.revision)
                   if h.corpus_path else None)

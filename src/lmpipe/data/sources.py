@@ -6,10 +6,10 @@ naming the file/dataset, the row (1-based data row; line number for text files) 
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
+import logging
 import math
 import numbers
 import re
@@ -20,11 +20,15 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ..io import decode_text
+
 SPLITS = ("train", "validation", "test")
 FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
 # Raw string labels that have a conventional order, so IMDB's strings get GLUE's ids (negative=0).
 _ORDERED_PAIRS = (("negative", "positive"), ("neg", "pos"))
 _INT = re.compile(r"[+-]?\d+")
+MIN_CLASS_EXAMPLES = 5  # fewer train examples of a class than this: a typo, or a class that cannot be learned
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -59,12 +63,17 @@ def load_labelled_files(
     label_names: list[str] | None,
     validation_fraction: float,
     seed: int,
+    strict_labels: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Read the split files; label map from TRAIN (or `label_names`); carve validation if not given."""
+    """Read the split files; label map from TRAIN (or `label_names`); carve validation if not given.
+
+    Suspicious train classes (see check_classes) are logged, or refused with `strict_labels`."""
     paths = {"train": train, "validation": validation, "test": test}
     raw = {split: read_table(p, text_column, label_column) for split, p in paths.items() if p is not None}
     label_map = build_label_map(raw["train"]["label"], label_names)
     encoded = {split: encode_labels(frame, label_map, str(paths[split])) for split, frame in raw.items()}
+    check_classes(raw["train"]["label"] if label_names is None else None, encoded["train"]["label"], label_map,
+                  str(train), label_column, strict_labels)
     return _with_validation(encoded, validation_fraction, seed), label_map
 
 
@@ -79,7 +88,13 @@ def _read_frame(path: Path, text_column: str, label_column: str | None) -> pd.Da
         raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {list(FILE_TYPES)}")
     if suffix == ".parquet":
         try:
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+            _require_unique_columns(names, f"{path}: the schema")
             return pd.read_parquet(path)
+        except DataError:
+            raise
         except Exception as e:  # pyarrow raises several unrelated types for corrupt files
             raise DataError(f"{path}: cannot read Parquet file: {e}") from e
 
@@ -95,24 +110,25 @@ def _read_frame(path: Path, text_column: str, label_column: str | None) -> pd.Da
 
 
 def _read_utf8(path: Path) -> str:
-    """Decode the whole file as UTF-8 ourselves, so a bad byte is reported with its line and offset."""
-    data = path.read_bytes()
-    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    """Decode the whole file as UTF-8 ourselves, so a bad (or NUL) byte is reported with its line and offset."""
     try:
-        return data[start:].decode("utf-8")
-    except UnicodeDecodeError as e:
-        offset = start + e.start
-        line = data.count(b"\n", 0, offset) + 1
-        raise DataError(
-            f"{path}: line {line}: not valid UTF-8 (byte offset {offset}: {e.reason}); re-encode the file as UTF-8"
-        ) from None
+        return decode_text(path.read_bytes(), str(path))
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def _read_delimited(text: str, path: Path, suffix: str, text_column: str, label_column: str | None) -> pd.DataFrame:
     if suffix == ".tsv":  # GLUE layout: sentences contain bare " characters, so no quoting at all
         options: dict[str, Any] = {"sep": "\t", "quoting": csv.QUOTE_NONE}
+        header = text.split("\n", 1)[0].rstrip("\r").split("\t")
     else:  # IMDB layout: quoted fields with commas and newlines inside
         options = {"sep": ","}
+        try:
+            header = next(csv.reader(io.StringIO(text)), [])
+        except csv.Error:
+            header = []  # pandas reports the parse error below
+    # pandas would rename a second `label` to `label.1`, silently reading one of the two
+    _require_unique_columns([name.strip() for name in header], f"{path}: line 1 (the header)")
     try:
         with warnings.catch_warnings():
             # With index_col=False pandas only *warns* (and drops fields) when the first data row is too long.
@@ -134,11 +150,28 @@ def _read_delimited(text: str, path: Path, suffix: str, text_column: str, label_
         raise DataError(f"{path}: cannot parse {suffix[1:].upper()}: {e}") from None
 
 
+def _require_unique_columns(names: list, where: str) -> None:
+    seen: set = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{where}: column {name!r} appears twice; rename or remove one (only one would be read)")
+        seen.add(name)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are unique (json keeps the last of a repeated key without a word)."""
+    keys = [key for key, _ in pairs]
+    duplicated = next((key for i, key in enumerate(keys) if key in keys[:i]), None)
+    if duplicated is not None:
+        raise json.JSONDecodeError(f"key {duplicated!r} appears twice in one object", "", 0)
+    return dict(pairs)
+
+
 def _json_records(text: str, path: Path) -> list[dict]:
     """JSON Lines (one object per line), or a .json file holding one array of objects."""
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
-            records = json.loads(text)
+            records = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
         numbered = list(enumerate(records, 1))
@@ -149,7 +182,7 @@ def _json_records(text: str, path: Path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                numbered.append((number, json.loads(line)))
+                numbered.append((number, json.loads(line, object_pairs_hook=_unique_keys)))
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}: line {number}: invalid JSON: {e.msg}") from None
         where = "line"
@@ -176,6 +209,7 @@ def load_labelled_hub(
     validation_fraction: float,
     seed: int,
     revision: str | None = None,
+    strict_labels: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Like `load_labelled_files`, via `datasets` (hub id, data directory or save_to_disk directory).
 
@@ -204,6 +238,9 @@ def load_labelled_hub(
         # ClassLabel values are ids already; matching them by name would misread names like "1".."5".
         encoded = {s: _with_ids(f, [_as_int(v) for v in f["label"]], label_map, sources[s])
                    for s, f in frames.items()}
+    inferred = class_names is None and label_names is None
+    check_classes(frames["train"]["label"] if inferred else None, encoded["train"]["label"], label_map,
+                  sources["train"], label_column, strict_labels)
     return _with_validation(encoded, validation_fraction, seed), label_map
 
 
@@ -307,8 +344,61 @@ def _validate_rows(
         missing = [row for row, label in enumerate(out["label"].tolist(), 1) if label is None]
         if missing:
             raise _row_error(source, missing, f"missing label in column {label_column!r}")
+        _require_one_label_kind(out["label"].tolist(), source, label_column)
         out["label"] = out["label"].infer_objects()  # all-int labels become an int column again
     return out
+
+
+def _require_one_label_kind(labels: list, source: str, column: str) -> None:
+    """All labels of a file are class ids (integers) or all are names: a lone `1` among names would become a class
+    of its own and shift every id."""
+    numbers = [row for row, value in enumerate(labels, 1) if _as_int(value) is not None]
+    if not numbers or len(numbers) == len(labels):
+        return
+    names = [row for row, value in enumerate(labels, 1) if _as_int(value) is None]
+    odd, usual, kind, other = ((numbers, names, "a number", "names") if len(numbers) <= len(names)
+                               else (names, numbers, "a name", "numbers"))
+    examples = sorted({str(labels[row - 1]) for row in usual})
+    shown = ", ".join(examples[:3]) + (", ..." if len(examples) > 3 else "")
+    raise _row_error(source, odd, f"label {labels[odd[0] - 1]!r} in column {column!r} is {kind}, but the other "
+                                  f"labels are {other} ({shown}); use one kind throughout")
+
+
+def check_classes(raw_labels: Iterable | None, ids: Iterable[int], label_map: list[str], source: str, column: str,
+                  strict: bool) -> None:
+    """Train classes that are probably mistakes: names that differ only in case or spaces (`Positive` beside
+    `positive`; checked on `raw_labels` when the names were inferred from them), and classes with fewer than
+    MIN_CLASS_EXAMPLES examples. Logged as one warning each, or (strict) a DataError naming the file, column and
+    rows."""
+    problems = []
+    if raw_labels is not None:
+        keys = [_label_key(value) for value in raw_labels]
+        variants: dict[str, dict[str, list[int]]] = {}
+        for row, key in enumerate(keys, 1):
+            variants.setdefault(" ".join(key.split()).casefold(), {}).setdefault(key, []).append(row)
+        for group in variants.values():
+            if len(group) > 1:
+                spelled = sorted(group.items(), key=lambda item: -len(item[1]))
+                problems.append(f"column {column!r}: classes " + " and ".join(
+                    f"{name!r} ({_rows(rows)})" for name, rows in spelled) + " differ only in case or spaces; fix the "
+                    "rows, or list the classes in data.label_names")
+    rows_of: dict[int, list[int]] = {i: [] for i in range(len(label_map))}
+    for row, i in enumerate(ids, 1):
+        rows_of[int(i)].append(row)
+    for i, rows in rows_of.items():
+        if len(rows) < MIN_CLASS_EXAMPLES:
+            problems.append(f"column {column!r}: class {label_map[i]!r} has {len(rows)} example(s)"
+                            f"{f' ({_rows(rows)})' if rows else ''}, fewer than {MIN_CLASS_EXAMPLES}: a typo, or a class "
+                            "too rare to learn")
+    for problem in problems:
+        if strict:
+            raise DataError(f"{source}: {problem} (data.strict_labels is true)")
+        log.warning("%s: %s", source, problem)
+
+
+def _rows(rows: list[int]) -> str:
+    shown = ", ".join(map(str, rows[:5]))
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{f' and {len(rows) - 5} more' if len(rows) > 5 else ''}"
 
 
 def _require_columns(available: list, required: list[str], source: str) -> None:

@@ -33,6 +33,10 @@ from .optim import build_optimizer, lr_factor, param_groups, set_lr
 log = logging.getLogger(__name__)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite: training stopped and nothing was saved."""
+
+
 @dataclass
 class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per logged step
@@ -137,8 +141,12 @@ def train(
     lr_scale: Callable[[str], float] | None = None,
     on_step: Callable[[int, Objective], None] | None = None,
     desc: str = "train",
+    lr_key: str = "the learning rate",
 ) -> TrainResult:
     """Train `objective.model` in place; returns the history, evaluations and a summary.
+
+    A NaN or infinite loss or gradient norm raises TrainingDiverged (naming the step, the lr and `lr_key`, the
+    params key to lower) at the next log, evaluation or checkpoint step, before anything is evaluated or saved.
 
     keep_best: restore the weights of the best evaluation (by objective.select_metric) at the end.
     on_step(step, objective): called before each step, for observers (tests snapshot weights there). Changing
@@ -221,6 +229,25 @@ def train(
         window["loss_sum"] += pending_loss.item()
         pending_loss.zero_()
 
+    # The first non-finite step as [step, loss, gradient norm], kept on the device (no per-step sync) and read
+    # where the loop syncs anyway; step -1: none yet. The lr of the steps since the last check stays on the host.
+    divergence = torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64, device=device)
+    device_step = torch.full((), float(state["step"]), dtype=torch.float64, device=device)
+    recent_lr: dict[int, float] = {}
+
+    def stop_if_diverged() -> None:
+        flag = all_reduce_sum((divergence[:1] >= 0).double(), dist_info)  # every process stops together
+        if flag.item() == 0:
+            recent_lr.clear()
+            return
+        bad_step, loss, norm = divergence.tolist()
+        bad_lr = recent_lr.get(int(bad_step), math.nan)
+        where = f"at step {int(bad_step)}" if bad_step >= 0 else "on another process"
+        raise TrainingDiverged(
+            f"{desc}: training diverged {where}: loss {loss:g}, gradient norm {norm:g} at lr {bad_lr:.3g}; "
+            f"stopped, nothing saved. Lower {lr_key}; gradient clipping (max_grad_norm) and a longer warmup "
+            "also steady training")
+
     epoch_steps = max(1, objective.train_size // cfg.batch_size)
     stop = False
     objective.train()
@@ -242,6 +269,7 @@ def train(
         step_targets, step_tokens = all_reduce_sum(counts, dist_info).tolist()
         # DDP averages gradients over processes; scaling by `world` turns that average back into a sum.
         scale = world / max(step_targets, 1.0)
+        step_loss = torch.zeros((), dtype=torch.float64, device=device)
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or not dist_info.enabled else runner.no_sync()
@@ -249,9 +277,14 @@ def train(
                 with autocast():
                     out = runner(to_device(batch))
                 (out["loss_sum"] * scale).backward()
-            pending_loss += out["loss_sum"].detach().double()
-        if cfg.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(objective.model.parameters(), cfg.max_grad_norm)
+            step_loss += out["loss_sum"].detach().double()
+        pending_loss += step_loss
+        grad_norm = _grad_norm(objective.model.parameters(), cfg.max_grad_norm).to(device, torch.float64)
+        device_step += 1
+        recent_lr[step + 1] = current_lr
+        first = (divergence[0] < 0) & ~(torch.isfinite(step_loss) & torch.isfinite(grad_norm))
+        divergence.copy_(torch.where(first, torch.stack([device_step, step_loss / max(step_targets, 1.0), grad_norm]),
+                                     divergence))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -265,6 +298,7 @@ def train(
         stop = broadcast_flag(budget.done(step, state["tokens"], state["seconds"]), dist_info)
 
         if step % cfg.log_every == 0 or stop:
+            stop_if_diverged()
             flush_loss()
             pair = all_reduce_sum(torch.tensor([window["loss_sum"], window["targets"]], dtype=torch.float64),
                                   dist_info).tolist()
@@ -280,6 +314,7 @@ def train(
 
         end_of_epoch = step % epoch_steps == 0
         if step % cfg.eval_every == 0 or stop or (keep_best and end_of_epoch):
+            stop_if_diverged()
             metrics = evaluate()
             row = {"step": step, "epoch": step * cfg.batch_size / objective.train_size, **metrics}
             state["evals"].append(row)
@@ -303,6 +338,7 @@ def train(
                 stop = True
 
         if checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not stop:
+            stop_if_diverged()  # a diverged state is never checkpointed
             flush_loss()  # the window is part of the checkpoint
             if dist_info.is_main:
                 ckpt.save(checkpoint_dir, {"model": objective.model.state_dict(),
@@ -310,6 +346,7 @@ def train(
                                            "rng": ckpt.rng_state(), "loop": state})
             barrier(dist_info)
     bar.close()
+    stop_if_diverged()
 
     if keep_best and state["best_weights"] is not None:
         objective.model.load_state_dict(state["best_weights"])
@@ -329,6 +366,17 @@ def train(
     best = state["best"] if keep_best else (state["evals"][-1] if state["evals"] else None)
     return TrainResult(history=state["history"], evals=state["evals"], best=best, summary=summary,
                        telemetry=telemetry)
+
+
+def _grad_norm(parameters, max_norm: float | None) -> torch.Tensor:
+    """The total gradient norm (of the gradients every process reduced), clipped to max_norm when it is set."""
+    parameters = list(parameters)
+    if max_norm is not None:
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: measures without touching the gradients
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.nn.utils.clip_grad_norm_(parameters, math.inf)
 
 
 def _empty_window() -> dict[str, float]:
