@@ -34,9 +34,9 @@ ROWS = ("ours", "trainer")
 
 def build_data(params, out_dir: Path) -> dict:
     """Corpus -> BPE tokenizer -> packed blocks, as tokenize-clm builds them."""
-    from lmpipe.clm import pack_documents, train_bpe_tokenizer
     from lmpipe.data.loading import load_data
-    from lmpipe.tokenization import split_heldout
+    from lmpipe.text.packing import pack_documents, split_heldout
+    from lmpipe.text.tokenizers import train_bpe_tokenizer
 
     start = time.perf_counter()
     corpus = load_data(params.data, params.seed).corpus
@@ -55,9 +55,9 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, precision: str, ou
     import torch
     import transformers
 
-    from lmpipe.clm import build_gpt2
-    from lmpipe.clm_params import clm_params_from_dict
-    from lmpipe.tokenization import load_tokenizer
+    from lmpipe.config.clm_schema import clm_params_from_dict
+    from lmpipe.models.build import build_gpt2
+    from lmpipe.text.tokenizers import load_tokenizer
 
     params = clm_params_from_dict(json.loads((data_dir / "params.json").read_text()))
     cfg = params.pretrain.train
@@ -72,9 +72,9 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, precision: str, ou
     stamps: list[tuple[float, float, float]] = []
     losses: dict[int, float] = {}
     if row == "ours":
-        from lmpipe.engine.causal_lm import CausalLM
         from lmpipe.engine.distributed import Dist
         from lmpipe.engine.loop import train
+        from lmpipe.engine.objectives.causal_lm import CausalLM
 
         run_cfg = dataclasses.replace(cfg, steps=total, epochs=None, tokens=None, minutes=None, precision=precision,
                                       eval_every=10 ** 9, eval_batches=1, checkpoint_every=0, log_every=1,
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from lmpipe.clm_params import clm_params_from_dict
+    from lmpipe.config.clm_schema import clm_params_from_dict
 
     raw = yaml.safe_load(Path(args.params).read_text()) or {}
     params = clm_params_from_dict(raw)

@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from lmpipe.engine.distributed import Dist
     from lmpipe.engine.loop import train
-    from lmpipe.engine.objectives import MaskedLM
-    from lmpipe.modeling import build_masked_lm
-    from lmpipe.tokenization import load_tokenizer
+    from lmpipe.engine.objectives.masked_lm import MaskedLM
+    from lmpipe.models.build import build_masked_lm
+    from lmpipe.text.tokenizers import load_tokenizer
 
     params = load_config(overrides=config_overrides(parser, args))[0]
     cuda = args.device == "cuda"

@@ -96,7 +96,8 @@ def load_config(path: str | None = None, rev: str | None = None,
     Returns (params, the raw dict the workers rebuild it from, a description)."""
     import yaml
 
-    from lmpipe.params import params_from_dict, set_dotted
+    from lmpipe.config.loader import set_dotted
+    from lmpipe.config.schema import params_from_dict
 
     if rev:
         text = subprocess.run(["git", "show", f"{rev}:params.yaml"], cwd=ROOT, check=True, capture_output=True,
@@ -118,7 +119,8 @@ def load_config(path: str | None = None, rev: str | None = None,
 
 def build_data(params, out_dir: Path) -> dict:
     """Corpus -> tokenizer -> packed blocks, as the `tokenize` stage does; saved under out_dir for the workers."""
-    from lmpipe.tokenization import pack_blocks, split_heldout, train_tokenizer
+    from lmpipe.text.packing import pack_blocks, split_heldout
+    from lmpipe.text.tokenizers import train_tokenizer
 
     start = time.perf_counter()
     try:
@@ -182,7 +184,7 @@ def matmul_peak(dtype_name: str, n: int, seconds: float, device: str = "cpu") ->
 def flop_model(params, vocab: int, non_special_fraction: float) -> dict:
     import torch
 
-    from lmpipe.modeling import MASKED_LM_CLASSES, encoder_config
+    from lmpipe.models.build import MASKED_LM_CLASSES, encoder_config
 
     m = params.model
     tokenizer = type("Vocab", (), {"__len__": lambda self: vocab, "pad_token_id": 0, "cls_token_id": 2,
@@ -274,11 +276,11 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path, device:
     import torch
     import transformers
 
-    from lmpipe.modeling import build_masked_lm
-    from lmpipe.tokenization import load_tokenizer
+    from lmpipe.models.build import build_masked_lm
+    from lmpipe.text.tokenizers import load_tokenizer
 
     engine, precision, compile_ = ROWS[row]
-    from lmpipe.params import params_from_dict
+    from lmpipe.config.schema import params_from_dict
 
     params = params_from_dict(json.loads((data_dir / "params.json").read_text()))  # the main process's snapshot
     cfg = params.pretrain.train
@@ -310,8 +312,9 @@ def worker(row: str, data_dir: Path, warmup: int, steps: int, out: Path, device:
     start = time.perf_counter()
     if engine == "ours":
         from lmpipe.engine.distributed import Dist
-        from lmpipe.engine.loop import resolve_precision, train
-        from lmpipe.engine.objectives import MaskedLM
+        from lmpipe.engine.loop import train
+        from lmpipe.engine.objectives.masked_lm import MaskedLM
+        from lmpipe.engine.precision import resolve_precision
 
         run_cfg = dataclasses.replace(cfg, steps=total, epochs=None, tokens=None, minutes=None, precision=precision,
                                       compile=compile_, eval_every=10 ** 9, eval_batches=1, checkpoint_every=0,

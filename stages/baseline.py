@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lmpipe import runtime
-from lmpipe.baseline import predict_proba, tfidf_logistic_regression
+from lmpipe.evaluation.baseline import predict_proba, tfidf_logistic_regression
+from lmpipe.evaluation.metrics import classification_report
 from lmpipe.io import read_json, write_json
-from lmpipe.metrics import classification_report
+from lmpipe.stage import start
 from lmpipe.tracking import Tracker
 
 RAW = "data/raw"
 
 
 def main() -> None:
-    params = runtime.start("baseline")
+    params = start("baseline")
     with Tracker("baseline", {"seed": params.seed}, experiment=params.tracking.experiment,
                  enabled=params.tracking.enabled) as tracker:
         label_names = read_json(f"{RAW}/labels.json")

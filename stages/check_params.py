@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lmpipe.params import PARAMS_FILE, ParamsError, load_params
+from lmpipe.config.loader import PARAMS_FILE, ParamsError
+from lmpipe.config.schema import load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", choices=("main", "clm"), default="main")
     args = parser.parse_args(argv)
     if args.schema == "clm":
-        from lmpipe.clm_params import load_clm_params as load
+        from lmpipe.config.clm_schema import load_clm_params as load
     else:
         load = load_params
     try:

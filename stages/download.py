@@ -6,17 +6,18 @@ from collections import Counter
 
 import pyarrow as pa
 
-from lmpipe import runtime
+from lmpipe.config.loader import to_dict
+from lmpipe.config.schema import SPLITS
 from lmpipe.data.loading import load_data
 from lmpipe.io import atomic_outputs, atomic_path, write_json, write_table
-from lmpipe.params import SPLITS, to_dict
+from lmpipe.stage import start
 from lmpipe.tracking import Tracker
 
 RAW = "data/raw"
 
 
 def main() -> None:
-    params = runtime.start("download")
+    params = start("download")
     with Tracker("download", {"seed": params.seed, "data": to_dict(params.data)},
                  experiment=params.tracking.experiment, enabled=params.tracking.enabled) as tracker:
         data = load_data(params.data, params.seed)

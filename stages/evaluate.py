@@ -12,20 +12,21 @@ import tempfile
 
 import numpy as np
 import pandas as pd
-
-from lmpipe import evaluation, runtime
-from lmpipe.baseline import predict_proba as baseline_proba
-from lmpipe.baseline import tfidf_logistic_regression
-from lmpipe.evaluation import BASELINE
-from lmpipe.finetuning import encode_for_model
-from lmpipe.inference import predict_proba, require_finite_weights
-from lmpipe.io import atomic_outputs, read_json, write_json, write_text
-from lmpipe.params import to_dict
-from lmpipe.registry import try_log_classifier
-from lmpipe.report import render_figures, render_summary
-from lmpipe.tokenization import load_tokenizer
-from lmpipe.tracking import Tracker, tracking_uri
 from transformers import AutoModelForSequenceClassification
+
+from lmpipe.config.loader import to_dict
+from lmpipe.evaluation import comparison
+from lmpipe.evaluation.baseline import predict_proba as baseline_proba
+from lmpipe.evaluation.baseline import tfidf_logistic_regression
+from lmpipe.evaluation.comparison import BASELINE
+from lmpipe.evaluation.inference import predict_proba, require_finite_weights
+from lmpipe.evaluation.registry import try_log_classifier
+from lmpipe.evaluation.report import render_figures, render_summary
+from lmpipe.finetune.saving import encode_for_model
+from lmpipe.io import atomic_outputs, read_json, write_json, write_text
+from lmpipe.stage import start
+from lmpipe.text.tokenizers import load_tokenizer
+from lmpipe.tracking import Tracker, tracking_uri
 
 VARIANTS = ("finetune", "freeze-finetune", "finetune-scratch")
 TRAINING_STAGES = ("pretrain-mlm", *VARIANTS)
@@ -34,10 +35,10 @@ log = logging.getLogger("lmpipe")
 
 
 def main() -> None:
-    params = runtime.start("evaluate")
+    params = start("evaluate")
     cfg = params.evaluate
     raw = f"data/raw/{cfg.split}.parquet"
-    evaluation.require_files({
+    comparison.require_files({
         "data/raw/labels.json": "download", "data/raw/train.parquet": "download", raw: "download",
         "reports/baseline/metrics.json": "baseline", "reports/pretrain/metrics.json": "pretrain-mlm",
         **{f"models/{v}/config.json": v for v in VARIANTS}})
@@ -63,12 +64,12 @@ def main() -> None:
             probabilities[variant] = predict_proba(model, variant_ids, tokenizer.pad_token_id, cfg.batch_size)
         probabilities = {v: probabilities[v] for v in (*VARIANTS, BASELINE)}  # table order: baseline last
 
-        results = evaluation.score(labels, probabilities, label_names, cfg.ece_bins)
-        metrics = evaluation.metrics_json(results, read_json("reports/pretrain/metrics.json"), cfg.best_metric)
-        best = evaluation.best_variant(results, cfg.best_metric)
-        fractions, seconds = evaluation.training_reports(TRAINING_STAGES)
+        results = comparison.score(labels, probabilities, label_names, cfg.ece_bins)
+        metrics = comparison.metrics_json(results, read_json("reports/pretrain/metrics.json"), cfg.best_metric)
+        best = comparison.best_variant(results, cfg.best_metric)
+        fractions, seconds = comparison.training_reports(TRAINING_STAGES)
         with atomic_outputs():  # every report replaced together, or (on any failure) none of them
-            evaluation.write_reports(REPORTS, labels, frame["text"].tolist(), label_names, probabilities, results,
+            comparison.write_reports(REPORTS, labels, frame["text"].tolist(), label_names, probabilities, results,
                                      cfg.ece_bins)
             write_json(f"{REPORTS}/metrics.json", metrics)
             write_text(SUMMARY, render_summary(results, metrics, best, cfg.best_metric, fractions, cfg.split,
@@ -78,7 +79,7 @@ def main() -> None:
                      r["f1_macro"], f"{r['roc_auc']:.4f}" if "roc_auc" in r else "n/a", r["ece"])
 
         # MLflow: the whole comparison in this one run
-        tracker.log_metrics(evaluation.flatten(metrics) | {
+        tracker.log_metrics(comparison.flatten(metrics) | {
             f"{stage}/train_seconds": s for stage, s in seconds.items() if s is not None})
         tracker.set_tags({"best_variant": best})
         tracker.log_artifact(SUMMARY)

@@ -6,15 +6,17 @@ import argparse
 
 import torch
 
-from lmpipe import runtime
-from lmpipe.clm import evaluate, load_causal_lm, unigram_loss
-from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
-from lmpipe.engine.causal_lm import CausalLM, target_bytes
-from lmpipe.engine.loop import resolve_precision
-from lmpipe.generate import Sampling, generate
+from lmpipe.config.clm_schema import CLM_PARAMS_FILE, load_clm_params
+from lmpipe.config.loader import to_dict
+from lmpipe.engine.evaluate import evaluate
+from lmpipe.engine.objectives.causal_lm import CausalLM, target_bytes, unigram_loss
+from lmpipe.engine.precision import resolve_precision
 from lmpipe.io import atomic_outputs, write_json, write_text
-from lmpipe.params import to_dict
-from lmpipe.tokenization import load_tokenizer, read_blocks
+from lmpipe.models.generation import Sampling, generate
+from lmpipe.models.load import load_causal_lm
+from lmpipe.stage import start
+from lmpipe.text.packing import read_blocks
+from lmpipe.text.tokenizers import load_tokenizer
 from lmpipe.tracking import Tracker
 
 MODEL, TOKENIZED, REPORTS = "models/clm/model", "data/clm/tokenized", "reports/clm/evaluate"
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default=CLM_PARAMS_FILE)
     args = parser.parse_args(argv)
-    params = runtime.start("evaluate-clm", args.params, load_clm_params)
+    params = start("evaluate-clm", args.params, load_clm_params)
     cfg = params.evaluate
     with Tracker("evaluate-clm", {"seed": params.seed, "evaluate": to_dict(cfg)},
                  experiment=params.tracking.experiment, enabled=params.tracking.enabled) as tracker:

@@ -12,14 +12,24 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from lmpipe import runtime
+from lmpipe.config.loader import to_dict
 from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.loop import train
-from lmpipe.finetuning import (GradualUnfreezing, apply_strategy, base_source, check_stage_setup,
-                               encode_split, layer_lr_scale, make_objective, save_finetuned, unfreeze_period_steps)
+from lmpipe.finetune.saving import save_finetuned
+from lmpipe.finetune.strategies import (
+    GradualUnfreezing,
+    apply_strategy,
+    base_source,
+    check_stage_setup,
+    layer_lr_scale,
+    make_objective,
+    unfreeze_period_steps,
+)
 from lmpipe.io import atomic_outputs, read_json
-from lmpipe.modeling import count_parameters, effective_max_length, load_classifier, load_error
-from lmpipe.params import to_dict
+from lmpipe.models.build import count_parameters
+from lmpipe.models.load import effective_max_length, load_classifier, load_error
+from lmpipe.stage import checkpoint_dir, start
+from lmpipe.text.encoding import encode_split
 from lmpipe.tracking import Tracker
 
 PRETRAINED, RAW = "models/pretrained", "data/raw"
@@ -30,7 +40,7 @@ def main() -> None:
     parser.add_argument("stage", choices=["finetune", "freeze-finetune", "finetune-scratch"])
     stage = parser.parse_args().stage
     section = stage.replace("-", "_")
-    params = runtime.start(stage)
+    params = start(stage)
     info = distributed.setup()
     cfg = params.finetune_section(stage)
     check_stage_setup(cfg, section, info.world)
@@ -63,7 +73,7 @@ def main() -> None:
         inputs = [path for path in (source, RAW) if Path(path).exists()]  # a hub id is named by `logged`
         fingerprint = checkpoint.fingerprint(stage, logged, inputs)
         result = train(objective, cfg.train, lr=lr, seed=params.seed, dist_info=info, tracker=tracker,
-                       checkpoint_dir=runtime.checkpoint_dir(stage, fingerprint), keep_best=True, desc=stage,
+                       checkpoint_dir=checkpoint_dir(stage, fingerprint), keep_best=True, desc=stage,
                        lr_scale=layer_lr_scale(model, cfg.layer_lr_decay), on_step=on_step,
                        lr_key=f"lr (this stage trains at lr x {section}.lr_scale)")
         if on_step is not None:  # what actually trained: the budget may end before every layer is released

@@ -7,16 +7,17 @@ import argparse
 import logging
 from pathlib import Path
 
-from lmpipe import runtime
-from lmpipe.clm import build_gpt2, describe, load_causal_lm
-from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
+from lmpipe.config.clm_schema import CLM_PARAMS_FILE, load_clm_params
+from lmpipe.config.loader import to_dict
 from lmpipe.engine import checkpoint, distributed, reports
-from lmpipe.engine.causal_lm import CausalLM, target_bytes
 from lmpipe.engine.loop import train
+from lmpipe.engine.objectives.causal_lm import CausalLM, target_bytes
 from lmpipe.io import atomic_outputs
-from lmpipe.modeling import require_tracked
-from lmpipe.params import to_dict
-from lmpipe.tokenization import load_tokenizer, read_blocks
+from lmpipe.models.build import build_gpt2
+from lmpipe.models.load import describe, load_causal_lm, require_tracked
+from lmpipe.stage import checkpoint_dir, start
+from lmpipe.text.packing import read_blocks
+from lmpipe.text.tokenizers import load_tokenizer
 from lmpipe.tracking import Tracker
 
 log = logging.getLogger("lmpipe")
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default=CLM_PARAMS_FILE)
     args = parser.parse_args(argv)
-    params = runtime.start("pretrain-clm", args.params, load_clm_params)
+    params = start("pretrain-clm", args.params, load_clm_params)
     info = distributed.setup()
     cfg = params.pretrain
     logged = {"seed": params.seed, "base_model": params.base_model, "model": to_dict(params.model),
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         local_base = [params.base_model] if params.base_model and Path(params.base_model).is_dir() else []
         fingerprint = checkpoint.fingerprint("pretrain-clm", logged, [TOKENIZER, TOKENIZED] + local_base)
         result = train(objective, cfg.train, lr=cfg.lr, seed=params.seed, dist_info=info, tracker=tracker,
-                       checkpoint_dir=runtime.checkpoint_dir("pretrain-clm", fingerprint), desc="pretrain-clm",
+                       checkpoint_dir=checkpoint_dir("pretrain-clm", fingerprint), desc="pretrain-clm",
                        lr_key=f"pretrain.lr in {args.params}")
         if info.is_main:
             with atomic_outputs():  # the model and its reports are replaced together, or not at all

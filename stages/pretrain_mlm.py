@@ -8,14 +8,17 @@ from pathlib import Path
 import pandas as pd
 from transformers import AutoTokenizer
 
-from lmpipe import runtime
+from lmpipe.config.loader import to_dict
+from lmpipe.config.schema import Params
 from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.loop import train
-from lmpipe.engine.objectives import MaskedLM
+from lmpipe.engine.objectives.masked_lm import MaskedLM
 from lmpipe.io import atomic_outputs
-from lmpipe.modeling import build_masked_lm, effective_max_length, load_error, load_masked_lm, require_tracked
-from lmpipe.params import Params, to_dict
-from lmpipe.tokenization import load_tokenizer, pack_blocks, read_blocks, split_heldout
+from lmpipe.models.build import build_masked_lm
+from lmpipe.models.load import effective_max_length, load_error, load_masked_lm, require_tracked
+from lmpipe.stage import checkpoint_dir, start
+from lmpipe.text.packing import pack_blocks, read_blocks, split_heldout
+from lmpipe.text.tokenizers import load_tokenizer
 from lmpipe.tracking import Tracker
 
 TOKENIZER, TOKENIZED, OUT, REPORTS = "data/tokenizer", "data/tokenized", "models/pretrained", "reports/pretrain"
@@ -44,7 +47,7 @@ def model_and_data(params: Params):
 
 
 def main() -> None:
-    params = runtime.start("pretrain-mlm")
+    params = start("pretrain-mlm")
     info = distributed.setup()
     cfg = params.pretrain
     logged = {"seed": params.seed, "model": to_dict(params.model), "pretrain": to_dict(cfg),
@@ -63,7 +66,7 @@ def main() -> None:
             special_token_ids=tokenizer.all_special_ids, vocab_size=len(tokenizer), eval_seed=params.seed)
         fingerprint = checkpoint.fingerprint("pretrain-mlm", logged, inputs)
         result = train(objective, cfg.train, lr=cfg.lr, seed=params.seed, dist_info=info, tracker=tracker,
-                       checkpoint_dir=runtime.checkpoint_dir("pretrain-mlm", fingerprint), desc="pretrain-mlm",
+                       checkpoint_dir=checkpoint_dir("pretrain-mlm", fingerprint), desc="pretrain-mlm",
                        lr_key="pretrain.lr")
         if info.is_main:
             with atomic_outputs():  # the model and its reports are replaced together, or not at all

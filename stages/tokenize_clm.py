@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from lmpipe import runtime
-from lmpipe.clm import base_context_length, load_base_tokenizer, pack_documents, train_bpe_tokenizer
-from lmpipe.clm_params import CLM_PARAMS_FILE, load_clm_params
+from lmpipe.config.clm_schema import CLM_PARAMS_FILE, load_clm_params
+from lmpipe.config.loader import to_dict
 from lmpipe.data.loading import load_data
 from lmpipe.io import atomic_outputs, atomic_path, write_json
-from lmpipe.params import to_dict
-from lmpipe.tokenization import split_heldout, write_blocks
+from lmpipe.models.load import base_context_length
+from lmpipe.stage import start
+from lmpipe.text.packing import pack_documents, split_heldout, write_blocks
+from lmpipe.text.tokenizers import load_base_tokenizer, train_bpe_tokenizer
 from lmpipe.tracking import Tracker
 
 TOKENIZER, TOKENIZED, REPORT = "data/clm/tokenizer", "data/clm/tokenized", "reports/clm/tokenize.json"
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default=CLM_PARAMS_FILE)
     args = parser.parse_args(argv)
-    params = runtime.start("tokenize-clm", args.params, load_clm_params)
+    params = start("tokenize-clm", args.params, load_clm_params)
     cfg, length = params.tokenizer, params.model.context_length
     logged = {"seed": params.seed, "base_model": params.base_model, "data": to_dict(params.data),
               "tokenizer": to_dict(cfg), "context_length": length}

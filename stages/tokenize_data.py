@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lmpipe import runtime
+from lmpipe.config.loader import to_dict
+from lmpipe.config.schema import SPLITS
 from lmpipe.io import atomic_outputs, atomic_path, write_json, write_table
-from lmpipe.params import SPLITS, to_dict
-from lmpipe.tokenization import encode_labelled, pack_blocks, split_heldout, train_tokenizer, write_blocks
+from lmpipe.stage import start
+from lmpipe.text.encoding import encode_labelled
+from lmpipe.text.packing import pack_blocks, split_heldout, write_blocks
+from lmpipe.text.tokenizers import train_tokenizer
 from lmpipe.tracking import Tracker
 
 RAW, TOKENIZER, TOKENIZED = "data/raw", "data/tokenizer", "data/tokenized"
@@ -15,7 +18,7 @@ CORPUS = f"{RAW}/corpus.parquet"
 
 
 def main() -> None:
-    params = runtime.start("tokenize")
+    params = start("tokenize")
     cfg = params.tokenizer
     with Tracker("tokenize", {"seed": params.seed, "tokenizer": to_dict(cfg)},
                  experiment=params.tracking.experiment, enabled=params.tracking.enabled) as tracker:

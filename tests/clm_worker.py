@@ -12,17 +12,18 @@ import json
 import time
 from pathlib import Path
 
+import engine_worker as ew
 import numpy as np
 import torch
-
-import engine_worker as ew
-from lmpipe.clm import build_gpt2, pack_documents, train_bpe_tokenizer
 from repo_params import clm_tokenizer_params, gpt_params
+
 from lmpipe.data.builtin import generate_corpus
 from lmpipe.engine import checkpoint, distributed
-from lmpipe.engine.causal_lm import CausalLM, target_bytes
 from lmpipe.engine.loop import train
-from lmpipe.tokenization import load_tokenizer
+from lmpipe.engine.objectives.causal_lm import CausalLM, target_bytes
+from lmpipe.models.build import build_gpt2
+from lmpipe.text.packing import pack_documents
+from lmpipe.text.tokenizers import load_tokenizer, train_bpe_tokenizer
 
 SEQ = 32
 N_EVAL = 16  # held-out blocks (from held-out documents)

@@ -20,16 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from lmpipe.engine import checkpoint, distributed
-from lmpipe.engine.loop import train
-from lmpipe.engine.objectives import MaskedLM
-from lmpipe.modeling import build_masked_lm
-from lmpipe.params import BUDGET_KEYS, ModelParams, TrainParams
-from lmpipe.tokenization import load_tokenizer, pack_blocks, train_tokenizer
 from repo_params import model_params as repo_model_params
 from repo_params import tokenizer_params
 from repo_params import train_params as repo_train_params
+
+from lmpipe.config.schema import BUDGET_KEYS, ModelParams, TrainParams
+from lmpipe.engine import checkpoint, distributed
+from lmpipe.engine.loop import train
+from lmpipe.engine.objectives.masked_lm import MaskedLM
+from lmpipe.models.build import build_masked_lm
+from lmpipe.text.packing import pack_blocks
+from lmpipe.text.tokenizers import load_tokenizer, train_tokenizer
 
 SEQ = 32
 N_EVAL = 40  # held-out blocks

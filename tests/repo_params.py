@@ -12,8 +12,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from lmpipe.clm_params import ClmParams, load_clm_params
-from lmpipe.params import BUDGET_KEYS, Params, load_params
+from lmpipe.config.clm_schema import ClmParams, load_clm_params
+from lmpipe.config.schema import BUDGET_KEYS, Params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def params_with(override: dict[str, Any]) -> Params:
     """params.yaml with the nested `override` merged in, validated (a budget replaces the section's budget)."""
     import yaml
 
-    from lmpipe.params import params_from_dict
+    from lmpipe.config.schema import params_from_dict
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     _merge(raw, override)

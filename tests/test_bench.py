@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.run import gpu_rate, main
-from lmpipe.params import ParamsError
+from lmpipe.config.loader import ParamsError
 
 
 def test_gpu_rate_excludes_recompiles_and_reports_them():
@@ -65,7 +65,7 @@ def test_flop_model_counts_what_each_engine_executes():
     import dataclasses
 
     from bench.run import flop_model
-    from lmpipe.params import load_params
+    from lmpipe.config.schema import load_params
 
     params = load_params("params.yaml")
     modernbert = flop_model(params, vocab=5000, non_special_fraction=1.0)
@@ -87,7 +87,7 @@ def test_flop_model_counts_what_each_engine_executes():
 
 def test_ab_sparse_alternates_the_sparse_and_the_full_last_layer(capsys, monkeypatch):
     from bench.profile_step import main as profile_main
-    from lmpipe.engine import objectives
+    from lmpipe.engine.objectives import masked_lm as objectives
 
     sparse_calls = []  # per training forward: did the batch carry the sparse layer's index?
     real = objectives.final_hidden_at

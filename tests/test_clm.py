@@ -14,23 +14,25 @@ import sys
 import time
 from pathlib import Path
 
+import clm_worker as cw
+import engine_worker as ew
 import numpy as np
+import pipeline_copy
 import pytest
 import torch
 import torch.nn.functional as F
+from pipeline_copy import CLM_TINY, copy_source
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import clm_worker as cw
-import engine_worker as ew
-import pipeline_copy
-from pipeline_copy import CLM_TINY, copy_source
-from lmpipe.clm import evaluate, pack_documents
+from lmpipe.cli.generate import main as generate_main
 from lmpipe.engine import checkpoint
-from lmpipe.engine.causal_lm import target_bytes
 from lmpipe.engine.distributed import Dist
+from lmpipe.engine.evaluate import evaluate
 from lmpipe.engine.loop import train
-from lmpipe.generate import Sampling, generate, main as generate_main
-from lmpipe.modeling import save_model
+from lmpipe.engine.objectives.causal_lm import target_bytes
+from lmpipe.models.generation import Sampling, generate
+from lmpipe.models.save import save_model
+from lmpipe.text.packing import pack_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("clm_worker.py")
@@ -243,7 +245,7 @@ def test_generate_is_deterministic_for_a_seed(model_dir, capsys):
 
 
 def test_prompts_start_a_document_after_end_of_text(model_dir):
-    from lmpipe.generate import Sampling, generate
+    from lmpipe.models.generation import Sampling, generate
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -257,7 +259,7 @@ def test_prompts_start_a_document_after_end_of_text(model_dir):
 
 
 def test_streaming_prints_held_back_bytes_when_generation_stops_inside_a_character(model_dir, capsys):
-    from lmpipe.generate import _PrintStreamer
+    from lmpipe.models.generation import _PrintStreamer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids = tokenizer("ok \u20ac", add_special_tokens=False).input_ids  # the euro sign is 3 bytes
@@ -297,7 +299,7 @@ def test_generation_stops_at_end_of_text(model_dir, tmp_path):
     assert all(r.stopped_at_end_of_text and r.new_tokens < 28 for r in sampled)  # seeded; P(no eot in 28) ~ 5e-5
     assert max(r.new_tokens for r in sampled) > 1  # it sampled other tokens first, then stopped
     # the console command, prompt on stdin: streams, then stops at end-of-text
-    proc = subprocess.run([sys.executable, "-m", "lmpipe.generate", str(path), "--max-new-tokens", "28",
+    proc = subprocess.run([sys.executable, "-m", "lmpipe.cli.generate", str(path), "--max-new-tokens", "28",
                            "--top-k", "0", "--top-p", "1", "--temperature", "1", "--seed", "0", "--json"],
                           input="The film\n", capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]

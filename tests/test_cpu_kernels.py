@@ -6,17 +6,20 @@ import os
 import subprocess
 import sys
 
+import engine_worker as ew
 import numpy as np
 import pytest
 import torch
+from repo_params import model_params
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
-import engine_worker as ew
-from lmpipe.engine.cpu_kernels import FastDropout, dropout_keep_mask, use_fast_cpu_kernels
+from lmpipe.engine.accel.cpu_kernels import FastDropout, dropout_keep_mask, use_fast_cpu_kernels
 from lmpipe.engine.distributed import Dist
-from lmpipe.engine.loop import StepSampler, train
-from lmpipe.modeling import build_masked_lm, load_classifier, save_model
-from repo_params import model_params
+from lmpipe.engine.loop import train
+from lmpipe.engine.schedule import StepSampler
+from lmpipe.models.build import build_masked_lm
+from lmpipe.models.load import load_classifier
+from lmpipe.models.save import save_model
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +168,7 @@ def test_fast_attention_keeps_a_decoder_causal():
 
 FAULTS_SCRIPT = """
 import resource, sys, torch
-from lmpipe.engine.cpu_kernels import keep_freed_memory
+from lmpipe.engine.accel.cpu_kernels import keep_freed_memory
 if sys.argv[1] == "on":
     assert keep_freed_memory()
 def step():  # a step's activations: several large blocks alive together, then all freed

@@ -2,11 +2,11 @@
 
 import pandas as pd
 import pytest
+from repo_params import params_with
 
+from lmpipe.config.loader import ParamsError
 from lmpipe.data.loading import load_data
 from lmpipe.data.sources import DataError
-from lmpipe.params import ParamsError
-from repo_params import params_with
 
 
 @pytest.fixture()

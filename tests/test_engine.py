@@ -17,21 +17,23 @@ import sys
 import time
 from pathlib import Path
 
+import engine_worker as ew
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from repo_params import train_params
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import BertForSequenceClassification
 
-import engine_worker as ew
 from lmpipe.engine import checkpoint
 from lmpipe.engine.distributed import Dist
-from lmpipe.engine.loop import StepSampler, TrainingDiverged, train
-from lmpipe.engine.objectives import IGNORE, Classification, mix_keys, pad_batch, row_uniforms
+from lmpipe.engine.loop import TrainingDiverged, train
+from lmpipe.engine.objectives.base import IGNORE, mix_keys, pad_batch, row_uniforms
+from lmpipe.engine.objectives.classification import Classification
 from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups
-from lmpipe.modeling import encoder_config
-from repo_params import train_params
+from lmpipe.engine.schedule import StepSampler
+from lmpipe.models.build import encoder_config
 
 WORKER = Path(__file__).with_name("engine_worker.py")
 REPO = Path(__file__).resolve().parents[1]

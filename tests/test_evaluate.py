@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 import torch
+from test_predict import LABELS, _config, _tokenizer
 from transformers import BertForSequenceClassification
 
-from lmpipe import evaluation
-from lmpipe.evaluation import BASELINE
-from lmpipe.registry import log_classifier, pip_requirements, try_log_classifier
-from lmpipe.report import render_summary
+from lmpipe.evaluation import comparison as evaluation
+from lmpipe.evaluation.comparison import BASELINE
+from lmpipe.evaluation.registry import log_classifier, pip_requirements, try_log_classifier
+from lmpipe.evaluation.report import render_summary
 from lmpipe.tracking import TrackingWarning
-from test_predict import LABELS, _config, _tokenizer
 
 NAMES = ["negative", "positive"]
 
@@ -176,7 +175,8 @@ def test_pip_requirements_are_pinned_without_local_build_tags():
     ("evaluate.ece_bins", 0, "evaluate.ece_bins: must be > 0"),
 ])
 def test_bad_evaluate_params_fail_before_any_work(key, value, message):
-    from lmpipe.params import ParamsError, load_params
+    from lmpipe.config.loader import ParamsError
+    from lmpipe.config.schema import load_params
 
     root = Path(__file__).resolve().parents[1]
     assert load_params(root / "params.yaml", {"evaluate.model_alias": "champion-2"}).evaluate.model_alias == "champion-2"

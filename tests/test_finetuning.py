@@ -5,20 +5,40 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForMaskedLM,
-                          DistilBertConfig, DistilBertForSequenceClassification, RobertaPreLayerNormConfig,
-                          RobertaPreLayerNormForMaskedLM)
+from repo_params import finetune_params, lora_params, params_with, tokenizer_params, train_params
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    RobertaPreLayerNormConfig,
+    RobertaPreLayerNormForMaskedLM,
+)
 
+from lmpipe.config.loader import ParamsError
+from lmpipe.config.schema import FinetuneParams
 from lmpipe.engine.distributed import Dist
 from lmpipe.engine.loop import train
 from lmpipe.engine.optim import build_optimizer, param_groups
-from lmpipe.finetuning import (ADAPTER_DIR, GradualUnfreezing, apply_strategy, layer_index, check_stage_setup, class_weights,
-                               encode_for_model, encode_split, is_head, layer_lr_scale, load_lora_classifier, make_objective,
-                               save_finetuned, unfreeze_period_steps)
-from lmpipe.modeling import count_parameters, load_classifier
-from lmpipe.params import FinetuneParams, ParamsError
-from repo_params import finetune_params, lora_params, params_with, tokenizer_params, train_params
-from lmpipe.tokenization import encode_labelled, train_tokenizer
+from lmpipe.finetune.lora import load_lora_classifier
+from lmpipe.finetune.saving import ADAPTER_DIR, encode_for_model, save_finetuned
+from lmpipe.finetune.strategies import (
+    GradualUnfreezing,
+    apply_strategy,
+    check_stage_setup,
+    class_weights,
+    is_head,
+    layer_index,
+    layer_lr_scale,
+    make_objective,
+    unfreeze_period_steps,
+)
+from lmpipe.models.build import count_parameters
+from lmpipe.models.load import load_classifier
+from lmpipe.text.encoding import encode_labelled, encode_split
+from lmpipe.text.tokenizers import train_tokenizer
 
 LABELS = ["negative", "positive"]
 VOCAB = 120

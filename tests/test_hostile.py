@@ -307,8 +307,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """A tiny classifier, the same with a NaN weight, one with a truncated weights file, and a tiny causal LM."""
     from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
-    from lmpipe.clm import train_bpe_tokenizer
-    from lmpipe.clm_params import ClmTokenizerParams
+    from lmpipe.config.clm_schema import ClmTokenizerParams
+    from lmpipe.text.tokenizers import train_bpe_tokenizer
 
     root = tmp_path_factory.mktemp("models")
     tokenizer = _tokenizer()
@@ -424,7 +424,7 @@ def run_case(case: Case, sandbox: Path, models: dict[str, Path] | None, capsys, 
     caplog.clear()
 
     if case.run in ("predict", "generate"):
-        module = importlib.import_module(f"lmpipe.{case.run}")
+        module = importlib.import_module(f"lmpipe.cli.{case.run}")
         argv = [_fill(a, sandbox, models) for a in case.args]
         try:
             code = module.main(argv)
@@ -439,7 +439,7 @@ def run_case(case: Case, sandbox: Path, models: dict[str, Path] | None, capsys, 
             assert code not in (0, None), captured.out
             assert expected in _one_line_error(captured.err, f"lmpipe-{case.run}")
     else:
-        from lmpipe.params import load_params
+        from lmpipe.config.schema import load_params
 
         error = None
         try:
@@ -496,7 +496,7 @@ def test_output_root_is_refused_in_a_guarded_sandbox(models, tmp_path, monkeypat
     """1: `-o /`. The old cleanup here was rmtree('/'), so the case runs with every call that could create, rename
     or remove something at the top of the file system replaced by a failing guard (a regression fails the test, it
     cannot touch the system), from a working directory in tmp_path."""
-    from lmpipe.predict import main
+    from lmpipe.cli.predict import main
 
     def at_root(path) -> bool:
         path = Path(os.path.abspath(os.fspath(path)))
@@ -554,7 +554,7 @@ def test_tracking_store_that_cannot_be_created_warns_at_once(tmp_path):
 
 def test_debug_shows_the_traceback(models, capsys):
     """9: an unexpected error is one line too (its type named); --debug raises it, traceback and all."""
-    from lmpipe.predict import main
+    from lmpipe.cli.predict import main
 
     with pytest.raises(RuntimeError):
         main([str(models["model"]), "a film", "--device", "no-such-device", "--debug"])

@@ -15,8 +15,15 @@ from pathlib import Path
 import pytest
 
 from lmpipe import io
-from lmpipe.io import (OutputPathError, OutputWriteError, atomic_outputs, atomic_path, remove_stale_temps,
-                       remove_stale_temps_under, write_text)
+from lmpipe.io import (
+    OutputPathError,
+    OutputWriteError,
+    atomic_outputs,
+    atomic_path,
+    remove_stale_temps,
+    remove_stale_temps_under,
+    write_text,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

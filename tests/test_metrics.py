@@ -4,11 +4,25 @@ metrics (AUCs, calibration, curves) agree with sklearn and with hand-computed ca
 import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, log_loss, precision_score,
-                             recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
-from lmpipe.metrics import (CURVE_POINTS, check_probabilities, classification_from_confusion, classification_report,
-                            curves, probability_report, reliability)
+from lmpipe.evaluation.metrics import (
+    CURVE_POINTS,
+    check_probabilities,
+    classification_from_confusion,
+    classification_report,
+    curves,
+    probability_report,
+    reliability,
+)
 
 
 @pytest.mark.parametrize("classes", [2, 4])

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from lmpipe.clm_params import ClmParams, load_clm_params
-from lmpipe.params import Params, ParamsError, load_params
 from repo_params import params_with
+
+from lmpipe.config.clm_schema import ClmParams, load_clm_params
+from lmpipe.config.loader import ParamsError
+from lmpipe.config.schema import Params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

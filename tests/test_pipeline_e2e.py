@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
-
 from pipeline_copy import MAIN_TINY, commit, copy_source, environment, git, ran, run, set_params
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
 EVALUATED = ["finetune", "freeze-finetune", "finetune-scratch", "tfidf-baseline"]
 STAGES = ["check-params", "download", "tokenize", "baseline", "pretrain-mlm", "finetune", "freeze-finetune",
@@ -158,7 +157,7 @@ def test_vocab_change_reruns_tokenize_and_after(repo):
 
 
 def test_source_change_reruns_the_stages_that_import_it(repo):
-    with open(repo / "src/lmpipe/finetuning.py", "a") as f:
+    with open(repo / "src/lmpipe/finetune/strategies.py", "a") as f:
         f.write("\n# a comment changes the file's hash\n")
     stages = ran(run(repo, "dvc", "repro"))
     assert {"finetune", "freeze-finetune", "finetune-scratch"} <= stages
@@ -166,7 +165,7 @@ def test_source_change_reruns_the_stages_that_import_it(repo):
 
 
 def test_a_module_no_stage_but_evaluate_imports_reruns_evaluate_only(repo):
-    with open(repo / "src/lmpipe/report.py", "a") as f:
+    with open(repo / "src/lmpipe/evaluation/report.py", "a") as f:
         f.write("\n# a comment changes the file's hash\n")
     assert ran(run(repo, "dvc", "repro")) == {"evaluate"}
 

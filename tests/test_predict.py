@@ -6,17 +6,17 @@ import csv
 import io
 import json
 import sys
-import tomllib
 from importlib import import_module
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification, PreTrainedTokenizerFast)
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, PreTrainedTokenizerFast
 
-from lmpipe.predict import PredictError, main, predict, read_texts
+from lmpipe.cli.predict import PredictError, main, predict, read_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["a superb film", "not good at all, the plot was dull", "great", "the acting was superb but the plot dull",

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from repo_params import tokenizer_params
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM
 
+from lmpipe.config.loader import ParamsError
+from lmpipe.config.schema import load_params
 from lmpipe.data.builtin import generate_corpus
-from lmpipe.params import ParamsError, load_params
-from repo_params import tokenizer_params
-from lmpipe.tokenization import train_tokenizer
+from lmpipe.text.tokenizers import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 

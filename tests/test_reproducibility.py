@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pipeline_copy import CLM_TINY, MAIN_TINY, commit, copy_source, git, ran, run
 
 pytestmark = pytest.mark.slow

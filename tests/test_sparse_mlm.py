@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import ModernBertConfig, ModernBertForMaskedLM
 
-from lmpipe.engine.cpu_kernels import use_fast_cpu_kernels
-from lmpipe.engine.objectives import MaskedLM
-from lmpipe.engine.sparse_mlm import QUERY_BUCKET, query_index, supports_sparse_last_layer
+from lmpipe.engine.accel.cpu_kernels import use_fast_cpu_kernels
+from lmpipe.engine.accel.sparse_mlm import QUERY_BUCKET, query_index, supports_sparse_last_layer
+from lmpipe.engine.objectives.masked_lm import MaskedLM
 
 VOCAB, SEQ = 50, 24
 
@@ -29,8 +29,7 @@ def test_query_index_groups_each_rows_positions():
 
 
 def _masked_lm(architecture: str, layer_types: list[str]) -> torch.nn.Module:
-    from transformers import (BertConfig, BertForMaskedLM, RobertaPreLayerNormConfig,
-                              RobertaPreLayerNormForMaskedLM)
+    from transformers import BertConfig, BertForMaskedLM, RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM
 
     torch.manual_seed(0)
     special = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -110,7 +109,7 @@ def test_outside_the_tested_transformers_releases_the_stock_modules_run(monkeypa
     """An untested transformers: no module is swapped, the last layer runs in full, and one warning says so."""
     from packaging.specifiers import SpecifierSet
 
-    from lmpipe.engine import transformers_compat
+    from lmpipe.engine.accel import transformers_compat
 
     monkeypatch.setattr(transformers_compat, "TESTED_TRANSFORMERS", SpecifierSet("<1"))
     monkeypatch.setattr(transformers_compat, "_warned", False)

@@ -3,13 +3,14 @@
 import numpy as np
 import pandas as pd
 import pytest
+from repo_params import tokenizer_params
 from transformers import AutoTokenizer
 
 from lmpipe.data.builtin import generate_corpus
-from repo_params import tokenizer_params
-from lmpipe.tokenization import (encode_labelled, pack_blocks, read_blocks, read_labelled, split_heldout,
-                                 train_tokenizer, write_blocks)
 from lmpipe.io import write_table
+from lmpipe.text.encoding import encode_labelled, read_labelled
+from lmpipe.text.packing import pack_blocks, read_blocks, split_heldout, write_blocks
+from lmpipe.text.tokenizers import train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from lmpipe.config.schema import load_params
 from lmpipe.data.builtin import generate_corpus
-from lmpipe.params import load_params
-from lmpipe.tokenization import train_tokenizer
+from lmpipe.text.tokenizers import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGLISH = Path(__file__).with_name("fixtures") / "english.txt"
@@ -27,11 +27,11 @@ ENGLISH = Path(__file__).with_name("fixtures") / "english.txt"
 TRAIN_ALL = """
 import dataclasses, hashlib, json, sys, tempfile
 from pathlib import Path
-from lmpipe.clm import train_bpe_tokenizer
-from lmpipe.clm_params import load_clm_params
+from lmpipe.text.tokenizers import train_bpe_tokenizer
+from lmpipe.config.clm_schema import load_clm_params
 from lmpipe.data.builtin import generate_corpus
-from lmpipe.params import load_params
-from lmpipe.tokenization import train_tokenizer
+from lmpipe.config.schema import load_params
+from lmpipe.text.tokenizers import train_tokenizer
 
 root, english = Path(sys.argv[1]), Path(sys.argv[2])
 wordpiece = load_params(root / "params.yaml").tokenizer

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..params import DataParams
-from . import builtin, sources
+from lmpipe.config.schema import DataParams
+from lmpipe.data import builtin, sources
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..io import decode_text
+from lmpipe.io import decode_text
 
 SPLITS = ("train", "validation", "test")
 FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from lmpipe.io import atomic_path
 
 STATE_FILE = "state.pt"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]

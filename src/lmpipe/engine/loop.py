@@ -23,12 +23,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..params import TrainParams
-from . import checkpoint as ckpt
-from .cpu_kernels import use_fast_cpu_kernels
-from .distributed import Dist, all_reduce_sum, barrier, broadcast_flag
-from .objectives import Objective
-from .optim import build_optimizer, lr_factor, param_groups, set_lr
+from lmpipe.config.schema import TrainParams
+from lmpipe.engine import checkpoint as ckpt
+from lmpipe.engine.accel.cpu_kernels import use_fast_cpu_kernels
+from lmpipe.engine.distributed import Dist, all_reduce_sum, barrier, broadcast_flag
+from lmpipe.engine.objectives.base import Objective
+from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups, set_lr
+from lmpipe.engine.precision import resolve_precision
+from lmpipe.engine.schedule import Budget, StepSampler
 
 log = logging.getLogger(__name__)
 
@@ -44,88 +46,6 @@ class TrainResult:
     best: dict[str, float] | None = None  # the selected evaluation (keep_best), else the last
     summary: dict[str, Any] = field(default_factory=dict)  # deterministic: steps, tokens, precision, processes
     telemetry: dict[str, float] = field(default_factory=dict)  # varies run to run: time, throughput, memory
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. `auto` takes bf16 where the hardware computes it natively."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if _cpu_has_bf16() else None
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-class StepSampler:
-    """Which examples each optimizer step uses: epoch after epoch of seeded permutations, so the data
-    position is a pure function of (seed, step) and a resumed run reads exactly what it would have.
-
-    With `lengths` (variable-length examples), each epoch's permutation is cut into pools of
-    GROUP_POOL batches, sorted by length inside a pool, and the resulting batches are shuffled: batches
-    hold examples of similar length, so dynamic padding wastes little compute (Hugging Face's
-    group_by_length does the same)."""
-
-    GROUP_POOL = 50
-
-    def __init__(self, n_examples: int, batch_size: int, seed: int, lengths: np.ndarray | None = None):
-        self.n, self.batch_size, self.seed = n_examples, batch_size, seed
-        self.lengths = None if lengths is None else np.asarray(lengths)
-        self._cache: dict[int, np.ndarray] = {}
-
-    def _epoch(self, epoch: int) -> np.ndarray:
-        if epoch not in self._cache:
-            self._cache = {k: v for k, v in self._cache.items() if k >= epoch - 1}
-            rng = np.random.default_rng([self.seed, epoch])
-            order = rng.permutation(self.n)
-            if self.lengths is not None:
-                order = self._group_by_length(order, rng)
-            self._cache[epoch] = order
-        return self._cache[epoch]
-
-    def _group_by_length(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        pool = self.batch_size * self.GROUP_POOL
-        pools = [chunk[np.argsort(self.lengths[chunk], kind="stable")] for chunk in np.split(
-            order, range(pool, self.n, pool))]
-        batches = np.split(np.concatenate(pools), range(self.batch_size, self.n, self.batch_size))
-        return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
-
-    def indices(self, step: int) -> np.ndarray:
-        start, stop = step * self.batch_size, (step + 1) * self.batch_size
-        epochs = range(start // self.n, (stop - 1) // self.n + 1)
-        stream = np.concatenate([self._epoch(e) for e in epochs])
-        offset = epochs[0] * self.n
-        return stream[start - offset:stop - offset]
-
-
-class Budget:
-    """Training progress in [0, 1] and the stopping rule, for a budget in steps, epochs, tokens or minutes."""
-
-    def __init__(self, cfg: TrainParams, n_examples: int):
-        self.cfg = cfg
-        self.total_steps: int | None = None
-        if cfg.steps is not None:
-            self.total_steps = cfg.steps
-        elif cfg.epochs is not None:
-            self.total_steps = max(1, math.ceil(cfg.epochs * n_examples / cfg.batch_size))
-
-    def progress(self, step: int, tokens: int, seconds: float) -> float:
-        if self.total_steps is not None:
-            return step / self.total_steps
-        if self.cfg.tokens is not None:
-            return tokens / self.cfg.tokens
-        return seconds / (self.cfg.minutes * 60)
-
-    def done(self, step: int, tokens: int, seconds: float) -> bool:
-        return self.progress(step, tokens, seconds) >= 1.0
 
 
 def train(
@@ -406,5 +326,3 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
         # From pinned memory the copy is queued behind the running step instead of waiting for the GPU.
         return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-

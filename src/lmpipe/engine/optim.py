@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..params import TrainParams
+from lmpipe.config.schema import TrainParams
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float,

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..io import write_json, write_rows_csv
-from ..modeling import count_parameters, save_model
-from .loop import TrainResult
+from lmpipe.engine.loop import TrainResult
+from lmpipe.io import write_json, write_rows_csv
+from lmpipe.models.build import count_parameters
+from lmpipe.models.save import save_model
 
 log = logging.getLogger(__name__)
 TRAIN_CURVE_COLUMNS = ["step", "loss", "lr", "tokens"]  # throughput goes to telemetry and MLflow, not to git

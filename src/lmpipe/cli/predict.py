@@ -27,7 +27,8 @@ from typing import Sequence, TextIO
 
 import numpy as np
 
-from .io import OutputPathError, decode_text, resolve_output
+from lmpipe.io import OutputPathError, decode_text, resolve_output
+from lmpipe.models.load import ModelDirError, check_model_dir
 
 FORMATS = ("csv", "jsonl")
 
@@ -42,7 +43,7 @@ def read_texts(texts: Sequence[str], file: str | None, text_column: str, stdin: 
     if texts and file:
         raise PredictError("give texts as arguments or with --file, not both")
     if file and file != "-":
-        from .data.sources import DataError, read_table
+        from lmpipe.data.sources import DataError, read_table
 
         try:
             return read_table(file, text_column)["text"].tolist()
@@ -72,26 +73,6 @@ def read_texts(texts: Sequence[str], file: str | None, text_column: str, stdin: 
     return texts
 
 
-def check_model_dir(path: str | Path):
-    """The model's config, or an error that says what is wrong with the directory (before loading weights)."""
-    from transformers import AutoConfig
-
-    path = Path(path)
-    if not path.is_dir():
-        raise PredictError(f"{path}: model directory not found")
-    if not (path / "config.json").is_file():
-        raise PredictError(f"{path}: no config.json, not a Hugging Face model directory")
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except Exception as e:  # noqa: BLE001 - transformers raises several types for a bad config
-        raise PredictError(f"{path}/config.json: cannot be read ({type(e).__name__}: {e})") from None
-    architectures = config.architectures or []
-    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise PredictError(f"{path}: a {', '.join(architectures)}, not a text classifier "
-                           "(a *ForSequenceClassification model, e.g. models/finetune)")
-    return config
-
-
 def predict(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None,
             precision: str = "auto", device: str | None = None, progress: bool = False
             ) -> tuple[list[str], np.ndarray]:
@@ -100,12 +81,15 @@ def predict(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64, m
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .inference import predict_proba, require_finite_weights
-    from .tokenization import encode_texts
+    from lmpipe.evaluation.inference import predict_proba, require_finite_weights
+    from lmpipe.text.encoding import encode_texts
 
     transformers.utils.logging.disable_progress_bar()  # ours is the one progress bar on stderr
     transformers.utils.logging.set_verbosity_error()
-    config = check_model_dir(model_dir)
+    try:
+        config = check_model_dir(model_dir)
+    except ModelDirError as e:
+        raise PredictError(str(e)) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     except Exception as e:  # noqa: BLE001
@@ -206,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
                                    args.device, progress=not args.no_progress and len(texts) > args.batch_size)
     text = format_rows(texts, names, probabilities, fmt)
     if args.output:
-        from .io import write_text
+        from lmpipe.io import write_text
 
         write_text(args.output, text)
     else:

@@ -11,7 +11,6 @@ and the same names inside a peft wrapper (`base_model.model.bert.encoder.layer.3
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from pathlib import Path
@@ -20,21 +19,24 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
-from .engine.objectives import Classification
-from .io import atomic_path, read_json, write_json
-from .modeling import load_classifier, require_tracked
-from .params import FinetuneParams, LoraParams, ParamsError
+from lmpipe.config.loader import ParamsError
+from lmpipe.config.schema import FinetuneParams
+from lmpipe.engine.objectives.classification import Classification
+from lmpipe.finetune.lora import HEAD_MODULES, apply_lora
+from lmpipe.models.load import require_tracked
 
 log = logging.getLogger(__name__)
 
+
 # ModernBERT's classifier puts a `head` (dense + norm, initialised from its MLM head) before `classifier`.
-HEAD_MODULES = ("pooler", "pre_classifier", "classifier", "score", "head")
+
+
 HEAD_PATTERN = re.compile(rf"(^|\.)({'|'.join(HEAD_MODULES)})\.")
+
+
 LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")  # BERT/RoBERTa: encoder.layer.N; ModernBERT: layers.N
-ADAPTER_DIR = "adapter"  # models/<stage>/adapter: the LoRA adapter with the head (peft format)
-PREPROCESSING_FILE = "lmpipe_preprocessing.json"  # how the model's inputs were encoded (for evaluation)
 
 
 def is_head(name: str) -> bool:
@@ -67,9 +69,6 @@ def depth(name: str, layers: int) -> int:
         return 0
     index = layer_index(name)
     return layers + 1 if index is None else index + 1
-
-
-# --------------------------------------------------------------------------------------------- strategies
 
 
 def apply_strategy(model: PreTrainedModel, cfg: FinetuneParams, section: str = "finetune") -> nn.Module:
@@ -171,79 +170,6 @@ def layer_lr_scale(model: nn.Module, decay: float) -> Callable[[str], float] | N
     return lambda name: decay ** (layers + 1 - depth(name, layers))
 
 
-# --------------------------------------------------------------------------------------------- LoRA
-
-
-def default_lora_targets(model: nn.Module) -> list[str]:
-    """The attention query and value projections, under the names the architecture uses."""
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    for pair in (["query", "value"], ["q_lin", "v_lin"], ["q_proj", "v_proj"], ["Wqkv"]):  # Wqkv: ModernBERT
-        if set(pair) <= names:
-            return pair
-    raise ValueError(f"{type(model).__name__}: no known attention projections; set lora.target_modules")
-
-
-def apply_lora(model: PreTrainedModel, cfg: LoraParams, path: str = "finetune.lora") -> nn.Module:
-    """Wrap `model` in a peft LoRA model: adapters on the target modules; the head modules (pooler,
-    classifier) are trained in full and saved with the adapter (modules_to_save)."""
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    targets = cfg.target_modules or default_lora_targets(model)
-    module_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in targets if t not in module_names]
-    if missing:
-        raise ParamsError(f"{path}.target_modules: {missing} name no module of {type(model).__name__}")
-    heads = [h for h in HEAD_MODULES if any(n == h or n.endswith("." + h) for n, _ in model.named_modules())]
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                        target_modules=targets, modules_to_save=heads)
-    return get_peft_model(model, config)
-
-
-def is_peft(model: nn.Module) -> bool:
-    return hasattr(model, "peft_config")
-
-
-def load_lora_classifier(base: str | Path, adapter: str | Path, label_names: list[str],
-                         revision: str | None = None) -> nn.Module:
-    """The base classifier with a saved adapter (and its head) applied, for inference or further training."""
-    from peft import PeftModel
-
-    saved = Path(adapter) / "labels.json"
-    if saved.is_file() and read_json(saved) != label_names:
-        raise ValueError(f"{adapter}: the adapter's labels {read_json(saved)} do not match the data's "
-                         f"labels {label_names}")
-    model = load_classifier(base, label_names, revision=revision)
-    return PeftModel.from_pretrained(model, str(adapter))
-
-
-# --------------------------------------------------------------------------------------------- counting, saving
-
-
-def plain_model(model: nn.Module) -> PreTrainedModel:
-    """A plain transformers model with the same function: LoRA merged into the weights (on a copy)."""
-    model = getattr(model, "module", model)  # unwrap DDP
-    if is_peft(model):
-        return copy.deepcopy(model).merge_and_unload()
-    return model
-
-
-def save_finetuned(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path,
-                   preprocessing: dict, label_names: list[str], save_adapter: bool = True) -> None:
-    """models/<stage>: always a plain Hugging Face classification directory (LoRA merged), which
-    AutoModelForSequenceClassification loads; a LoRA run also writes its adapter with the head to adapter/."""
-    model = getattr(model, "module", model)
-    with atomic_path(path, directory=True) as tmp:
-        plain_model(model).save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        write_json(Path(tmp) / PREPROCESSING_FILE, preprocessing)
-        if is_peft(model) and save_adapter:
-            model.save_pretrained(str(Path(tmp) / ADAPTER_DIR), safe_serialization=True)
-            write_json(Path(tmp) / ADAPTER_DIR / "labels.json", label_names)
-
-
-# --------------------------------------------------------------------------------------------- classes
-
-
 def class_weights(spec: str | list[float] | None, labels: np.ndarray, num_labels: int,
                   path: str = "finetune.class_weights") -> torch.Tensor | None:
     """None, `balanced` (n / (classes * count), as scikit-learn) or an explicit list, as a float tensor."""
@@ -268,9 +194,6 @@ def make_objective(model: nn.Module, train_ids: list[np.ndarray], train_labels: 
                           pad_token_id=pad_token_id, select_metric=cfg.metric, class_weights=weights)
 
 
-# --------------------------------------------------------------------------------------------- starting points
-
-
 def base_source(cfg: FinetuneParams, pretrained_dir: str | Path) -> tuple[str, bool]:
     """(where to load the model and its tokenizer from, whether to re-initialise it randomly)."""
     if cfg.base_model in ("pretrained", "scratch"):
@@ -286,31 +209,3 @@ def check_stage_setup(cfg: FinetuneParams, section: str, world: int, repo: Path 
                           f"strategy")
     if cfg.base_model not in ("pretrained", "scratch"):
         require_tracked(cfg.base_model, f"{section}.base_model", repo)
-
-
-
-def encode_split(tokenizer: PreTrainedTokenizerBase, path: str | Path, max_length: int, truncation: str,
-                 head_fraction: float) -> tuple[list[np.ndarray], np.ndarray]:
-    """A raw labelled split (text, label) encoded with the base model's tokenizer and the stage's truncation."""
-    import pandas as pd
-
-    from .tokenization import encode_labelled
-
-    table = encode_labelled(tokenizer, pd.read_parquet(path), max_length, truncation, head_fraction)
-    column = table.column("input_ids").combine_chunks()
-    flat, offsets = column.values.to_numpy(), column.offsets.to_numpy()
-    ids = [flat[offsets[i]:offsets[i + 1]].astype(np.int64) for i in range(len(column))]
-    return ids, table.column("label").to_numpy().astype(np.int64)
-
-
-def encode_for_model(model_dir: str | Path, path: str | Path, tokenizer: PreTrainedTokenizerBase | None = None
-                     ) -> tuple[list[np.ndarray], np.ndarray]:
-    """A raw labelled split encoded exactly as the fine-tuned model in `model_dir` saw its training data: with
-    its own tokenizer (loaded from `model_dir` unless given) and the stage's truncation
-    (lmpipe_preprocessing.json). For evaluating a model whose base had another tokenizer; with this project's
-    tokenizer and head truncation it equals data/tokenized."""
-    from transformers import AutoTokenizer
-
-    saved = read_json(Path(model_dir) / PREPROCESSING_FILE)
-    tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(str(model_dir))
-    return encode_split(tokenizer, path, saved["max_length"], saved["truncation"], saved["head_fraction"])

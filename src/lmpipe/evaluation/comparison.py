@@ -13,10 +13,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .io import atomic_path, read_json, write_json, write_rows_csv
-from .metrics import check_probabilities, curves, probability_report, reliability
+from lmpipe.evaluation.metrics import check_probabilities, curves, probability_report, reliability
+from lmpipe.io import atomic_path, read_json, write_json, write_rows_csv
 
 BASELINE = "tfidf-baseline"
+
+
 # metrics compared between variants in metrics.json's `comparison` and in the summary
 COMPARED = ("accuracy", "f1_macro", "roc_auc", "pr_auc", "ece")
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .engine.loop import resolve_precision
-from .engine.objectives import pad_batch
+from lmpipe.engine.objectives.base import pad_batch
+from lmpipe.engine.precision import resolve_precision
 
 
 def require_finite_weights(model: torch.nn.Module, source: str) -> None:

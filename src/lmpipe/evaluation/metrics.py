@@ -4,8 +4,15 @@ the probability-based ones (AUCs, calibration, curves) from class probabilities.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (average_precision_score, confusion_matrix, log_loss, precision_recall_curve,
-                             precision_recall_fscore_support, roc_auc_score, roc_curve)
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    log_loss,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 from sklearn.preprocessing import label_binarize
 
 
@@ -45,8 +52,6 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray, label_nam
     report["confusion_matrix"] = confusion.tolist()
     return report
 
-
-# ------------------------------------------------------------------------------ from class probabilities
 
 CURVE_POINTS = 500  # plotted curves are thinned to about this many points (the AUCs use every example)
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .params import DataParams, TrackingParams, TrainParams, _require, load_params, params_from_dict
+from lmpipe.config.loader import _require, build_params, read_params
+from lmpipe.config.schema import DataParams, TrackingParams, TrainParams
 
 CLM_PARAMS_FILE = "clm/params.yaml"  # relative to the repository root, where the clm stages run (wdir: ..)
 
@@ -120,8 +121,8 @@ class ClmParams:
 
 def load_clm_params(path: str | Path = CLM_PARAMS_FILE, overrides: dict[str, Any] | None = None) -> ClmParams:
     """Read, coerce and validate the causal-LM params file; `overrides` maps dotted keys to values."""
-    return load_params(path, overrides, schema=ClmParams)
+    return read_params(path, ClmParams, overrides)
 
 
 def clm_params_from_dict(raw: dict[str, Any]) -> ClmParams:
-    return params_from_dict(raw, schema=ClmParams)
+    return build_params(raw, ClmParams)

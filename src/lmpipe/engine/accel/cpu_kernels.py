@@ -30,14 +30,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .transformers_compat import patches_supported
+from lmpipe.engine.accel.transformers_compat import patches_supported
 
 log = logging.getLogger(__name__)
+
+
 ATTENTION_NAME = "lmpipe_cpu"
+
+
 _LANE_BITS = 16
+
+
 _RANDOM_STREAMS = 4  # fixed, so a seed gives the same masks on any number of cores
+
+
 _PARALLEL_MIN_DRAWS = 1 << 14
+
+
 _INT_TYPES = {2: (torch.int16, np.int16), 4: (torch.int32, np.int32), 8: (torch.int64, np.int64)}
+
+
 _random_pool: ThreadPoolExecutor | None = None
 
 

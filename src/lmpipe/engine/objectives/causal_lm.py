@@ -20,7 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .objectives import BlockObjective
+from lmpipe.engine.objectives.base import BlockObjective
+
+
+def unigram_loss(train_blocks: np.ndarray, eval_blocks: np.ndarray, vocab_size: int) -> float:
+    """Held-out loss (nats per target token) of the training set's add-one-smoothed unigram distribution:
+    the level a model must beat to use any context."""
+    counts = np.bincount(train_blocks[:, 1:].reshape(-1), minlength=vocab_size).astype(np.float64) + 1.0
+    log_probs = np.log(counts / counts.sum())
+    return float(-log_probs[eval_blocks[:, 1:].reshape(-1)].mean())
+
 
 # Attention implementations that apply the causal mask themselves when transformers skips building one
 # (it does so for sdpa: is_causal=True). Any other (custom) function gets an explicit mask, see `forward`.

@@ -1,4 +1,4 @@
-"""Build models from params or load them from Hugging Face directories; save them as such directories."""
+"""Hugging Face model directories and hub ids: load them, check them, describe them."""
 
 from __future__ import annotations
 
@@ -6,87 +6,47 @@ import logging
 import math
 from pathlib import Path
 
-import torch
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
-    BertConfig,
-    BertForMaskedLM,
-    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    ModernBertConfig,
-    ModernBertForMaskedLM,
-    RobertaPreLayerNormConfig,
-    RobertaPreLayerNormForMaskedLM,
 )
 
-from .io import atomic_path
-from .params import ModelParams, ParamsError
+from lmpipe.config.loader import ParamsError
+
+
+def base_context_length(base_model: str) -> int:
+    """The longest sequence the base model's positions allow (n_positions / max_position_embeddings)."""
+    try:
+        config = AutoConfig.from_pretrained(base_model)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"base_model {base_model!r}: cannot load its config: {error}") from None
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(getattr(config, name, None), int):
+            return getattr(config, name)
+    return 2 ** 31  # relative positions (e.g. rotary): no hard limit
+
+
+def load_causal_lm(path: str, context_length: int | None = None) -> PreTrainedModel:
+    """A causal LM from a directory or hub id (continued training, evaluation, generation), with SDPA attention."""
+    if context_length is not None and context_length > base_context_length(path):
+        raise ValueError(f"model.context_length {context_length} exceeds {path!r}'s {base_context_length(path)} positions")
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path!r}: cannot load a causal language model: {error}") from None
+
+
+def describe(model: PreTrainedModel) -> str:
+    c = model.config
+    layers = getattr(c, "n_layer", getattr(c, "num_hidden_layers", "?"))
+    width = getattr(c, "n_embd", getattr(c, "hidden_size", "?"))
+    return f"{type(model).__name__} {layers} layers x {width}, vocab {c.vocab_size}"
+
 
 log = logging.getLogger(__name__)
-
-
-MASKED_LM_CLASSES = {"bert": (BertConfig, BertForMaskedLM),
-                     "roberta-prelayernorm": (RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM),
-                     "modernbert": (ModernBertConfig, ModernBertForMaskedLM)}
-
-
-def encoder_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
-    """The Hugging Face config of `cfg.architecture` with the sizes from params."""
-    config_class, _ = MASKED_LM_CLASSES[cfg.architecture]
-    if cfg.architecture == "modernbert":
-        return _modernbert_config(cfg, tokenizer)
-    max_positions = cfg.max_position
-    if cfg.architecture != "bert":  # RoBERTa numbers positions from pad_token_id + 1
-        max_positions += tokenizer.pad_token_id + 1
-    return config_class(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads,
-        intermediate_size=cfg.intermediate,
-        max_position_embeddings=max_positions,
-        hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.attention_dropout,
-        initializer_range=cfg.init_std,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-        type_vocab_size=2 if cfg.architecture == "bert" else 1,
-    )
-
-
-def _modernbert_config(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> ModernBertConfig:
-    """ModernBERT (pre-LayerNorm, GeGLU, rotary positions) with global attention in every layer and a
-    classifier that mean-pools the token states: an MLM-only encoder has no trained [CLS] summary, so
-    pooling over tokens gives frozen and fully fine-tuned classifiers a usable sentence vector."""
-    return ModernBertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads,
-        intermediate_size=cfg.intermediate,
-        max_position_embeddings=cfg.max_position,
-        layer_types=["full_attention"] * cfg.layers,
-        local_attention=cfg.max_position,
-        embedding_dropout=cfg.dropout,
-        mlp_dropout=cfg.dropout,
-        attention_dropout=cfg.attention_dropout,
-        initializer_range=cfg.init_std,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.cls_token_id,
-        cls_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-        sep_token_id=tokenizer.sep_token_id,
-        classifier_pooling="mean",
-    )
-
-
-def build_masked_lm(cfg: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """A randomly initialised encoder with its masked-LM head, using scaled-dot-product attention."""
-    _, model_class = MASKED_LM_CLASSES[cfg.architecture]
-    return model_class._from_config(encoder_config(cfg, tokenizer), attn_implementation="sdpa")
 
 
 TRACKED_MODEL_ROOT = Path("data/external")  # a dependency of the stages that read outside models
@@ -162,27 +122,6 @@ def load_classifier(path: str | Path, label_names: list[str], classifier_dropout
     return model
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, path: str | Path) -> None:
-    """Write a Hugging Face directory (config.json, model.safetensors, tokenizer files) atomically."""
-    model = getattr(model, "module", model)  # unwrap DDP
-    with atomic_path(path, directory=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-
-
-def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; for a peft model the total counts the head once (peft keeps a
-    frozen copy of every module it trains in full) and includes the adapters."""
-    trainable = total = 0
-    for name, param in model.named_parameters():
-        if ".original_module." in name:
-            continue
-        total += param.numel()
-        trainable += param.numel() if param.requires_grad else 0
-    return trainable, total
-
-
 def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
     """The requested length, capped by what the model's positions allow (e.g. 512 for bert-base)."""
     limit = getattr(tokenizer, "model_max_length", None) or math.inf
@@ -190,3 +129,27 @@ def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, mod
     if positions is not None and model.config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
         positions -= (model.config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
     return int(min(requested, limit if limit < 1e9 else math.inf, positions or math.inf))
+
+
+class ModelDirError(ValueError):
+    """A path that is not a usable Hugging Face model directory: the message names the path and what is wrong."""
+
+
+def check_model_dir(path: str | Path):
+    """The model's config, or an error that says what is wrong with the directory (before loading weights)."""
+    from transformers import AutoConfig
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelDirError(f"{path}: model directory not found")
+    if not (path / "config.json").is_file():
+        raise ModelDirError(f"{path}: no config.json, not a Hugging Face model directory")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - transformers raises several types for a bad config
+        raise ModelDirError(f"{path}/config.json: cannot be read ({type(e).__name__}: {e})") from None
+    architectures = config.architectures or []
+    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ModelDirError(f"{path}: a {', '.join(architectures)}, not a text classifier "
+                           "(a *ForSequenceClassification model, e.g. models/finetune)")
+    return config

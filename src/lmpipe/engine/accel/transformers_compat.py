@@ -16,6 +16,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 TESTED_TRANSFORMERS = SpecifierSet(">=5.24,<5.25")
+
+
 _warned = False
 
 

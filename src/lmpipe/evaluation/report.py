@@ -7,12 +7,16 @@ from typing import Mapping
 
 import numpy as np
 
-from .evaluation import BASELINE, COMPARED
+from lmpipe.evaluation.comparison import BASELINE, COMPARED
 
 COLUMNS = [("accuracy", "accuracy"), ("precision_macro", "precision (macro)"), ("recall_macro", "recall (macro)"),
            ("f1_macro", "F1 (macro)"), ("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"), ("ece", "ECE"),
            ("log_loss", "log loss")]
+
+
 DELTAS = [(key, title) for key, title in COLUMNS if key in COMPARED]  # the metrics evaluation compares
+
+
 COMPARISONS = [("pretraining_gain", "pretraining gain: finetune − finetune-scratch"),
                ("full_minus_frozen", "full − frozen encoder: finetune − freeze-finetune")]
 

@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .transformers_compat import patches_supported
+from lmpipe.engine.accel.transformers_compat import patches_supported
 
 QUERY_BUCKET = 8  # max_selected is rounded up to this: fewer distinct matmul shapes for oneDNN and compile
+
+
 _SPARSE_ATTENTION = {"eager", "sdpa"}
 
 
@@ -62,7 +64,7 @@ def supports_sparse_last_layer(encoder: nn.Module) -> bool:
     """Whether `final_hidden_at` runs `encoder`'s last layer at the selected positions only."""
     from transformers.models.modernbert.modeling_modernbert import ModernBertModel
 
-    from .cpu_kernels import ATTENTION_NAME
+    from lmpipe.engine.accel.cpu_kernels import ATTENTION_NAME
 
     config = encoder.config
     return (patches_supported() and config._attn_implementation in _SPARSE_ATTENTION | {ATTENTION_NAME}
@@ -170,7 +172,7 @@ def _modernbert_attention_at(attn: nn.Module, normed: torch.Tensor, rotary: tupl
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.modernbert.modeling_modernbert import eager_attention_forward, rotate_half
 
-    from .cpu_kernels import ATTENTION_NAME, _RotaryHeads, matmul_attention
+    from lmpipe.engine.accel.cpu_kernels import ATTENTION_NAME, _RotaryHeads, matmul_attention
 
     batch, seq, width = normed.shape
     heads, head_dim = attn.config.num_attention_heads, attn.head_dim

@@ -13,9 +13,10 @@ import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .tracking import TrackingWarning
+from lmpipe.tracking import TrackingWarning
 
 log = logging.getLogger(__name__)
+
 
 # What loading the model back needs; torchvision is not among them.
 REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors")

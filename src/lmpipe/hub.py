@@ -1,46 +1,15 @@
-"""What every stage script does first: logging, params, seeds, distributed set-up, the tracking run."""
+"""The model and dataset hub: go offline at once when it cannot be reached, instead of waiting for retries."""
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
-import torch
-
-from .io import remove_stale_temps_under
-from .params import BASE_MODEL_KEYWORDS, FINETUNE_SECTIONS, PARAMS_FILE, Params, load_params
-
-CHECKPOINT_ROOT = Path(".cache") / "checkpoints"
-OUTPUT_ROOTS = ("data", "models", "reports")  # where the stages write (both pipelines)
-
-
-def start(stage: str, params_file: str | Path = PARAMS_FILE,
-          load: Callable[[str | Path], Any] = load_params) -> Any:
-    """Configure one-line-per-event logging, load and validate params.yaml, seed every generator.
-
-    params_file/load: another pipeline's params file and schema (clm/params.yaml with load_clm_params)."""
-    logging.basicConfig(level=os.environ.get("LMPIPE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    import transformers
-
-    # Our own log says what matters (e.g. the classifier head is newly initialised); keep HF's reports quiet.
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    logging.getLogger("lmpipe").info("stage %s: params from %s", stage, os.path.abspath(params_file))
-    params = load(params_file)
-    if hub_ids(params):
-        use_hub_offline_if_unreachable()
-    # Temporaries of this project's writers whose process is gone (a kill -9): removed before anything else.
-    remove_stale_temps_under(*OUTPUT_ROOTS, depth=2)
-    seed_everything(params.seed)
-    return params
-
+from lmpipe.config.schema import BASE_MODEL_KEYWORDS, FINETUNE_SECTIONS
 
 HUB_PROBE_TIMEOUT_S = 2.0
 
@@ -82,16 +51,3 @@ def use_hub_offline_if_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool
     logging.getLogger("lmpipe").warning("hub %s:%d unreachable (%s): offline mode, models and datasets come from "
                                         "the local cache only", host, port, reason)
     return True
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def checkpoint_dir(stage: str, fingerprint: str) -> Path:
-    """A git-ignored directory for resumable state, under the real repository when run as a DVC experiment."""
-    from .tracking import repo_root
-
-    return repo_root() / CHECKPOINT_ROOT / f"{stage}-{fingerprint}"
