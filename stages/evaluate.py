@@ -15,6 +15,7 @@ import pandas as pd
 from transformers import AutoModelForSequenceClassification
 
 from lmpipe.config.loader import to_dict
+from lmpipe.config.schema import VARIANTS
 from lmpipe.evaluation import comparison
 from lmpipe.evaluation.baseline import predict_proba as baseline_proba
 from lmpipe.evaluation.baseline import tfidf_logistic_regression
@@ -28,7 +29,6 @@ from lmpipe.stage import start
 from lmpipe.text.tokenizers import load_tokenizer
 from lmpipe.tracking import Tracker, tracking_uri
 
-VARIANTS = ("finetune", "freeze-finetune", "finetune-scratch")
 TRAINING_STAGES = ("pretrain-mlm", *VARIANTS)
 REPORTS, SUMMARY = "reports/evaluate", "reports/summary.md"
 log = logging.getLogger("lmpipe")

@@ -12,7 +12,7 @@ from lmpipe.engine.evaluate import evaluate
 from lmpipe.engine.objectives.causal_lm import CausalLM, target_bytes, unigram_loss
 from lmpipe.engine.precision import resolve_precision
 from lmpipe.io import atomic_outputs, write_json, write_text
-from lmpipe.models.generation import Sampling, generate
+from lmpipe.models.generation import generate
 from lmpipe.models.load import load_causal_lm
 from lmpipe.stage import start
 from lmpipe.text.packing import read_blocks
@@ -45,10 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         samples = []
         for p, prompt in enumerate(cfg.prompts):
             for k in range(cfg.samples_per_prompt):
-                sampling = Sampling(max_new_tokens=s.max_new_tokens, greedy=s.greedy, temperature=s.temperature,
-                                    top_k=s.top_k, top_p=s.top_p, seed=params.seed * 1000 + p * 100 + k)
-                result = generate(model, tokenizer, prompt, sampling)
-                samples.append({"prompt": prompt, "seed": sampling.seed, "continuation": result.text,
+                seed = params.seed * 1000 + p * 100 + k
+                result = generate(model, tokenizer, prompt, s, seed)
+                samples.append({"prompt": prompt, "seed": seed, "continuation": result.text,
                                 "new_tokens": result.new_tokens, "stopped_at_end_of_text": result.stopped_at_end_of_text})
         with atomic_outputs():  # the three reports replaced together, or not at all
             write_json(f"{REPORTS}/metrics.json", metrics)

@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from lmpipe.config.loader import to_dict
+from lmpipe.config.schema import VARIANTS
 from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.loop import train
 from lmpipe.finetune.saving import save_finetuned
@@ -37,7 +38,7 @@ PRETRAINED, RAW = "models/pretrained", "data/raw"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("stage", choices=["finetune", "freeze-finetune", "finetune-scratch"])
+    parser.add_argument("stage", choices=VARIANTS)
     stage = parser.parse_args().stage
     section = stage.replace("-", "_")
     params = start(stage)

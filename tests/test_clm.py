@@ -25,12 +25,13 @@ from pipeline_copy import CLM_TINY, copy_source
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmpipe.cli.generate import main as generate_main
+from lmpipe.config.clm_schema import SamplingParams
 from lmpipe.engine import checkpoint
 from lmpipe.engine.distributed import Dist
 from lmpipe.engine.evaluate import evaluate
 from lmpipe.engine.loop import train
 from lmpipe.engine.objectives.causal_lm import target_bytes
-from lmpipe.models.generation import Sampling, generate
+from lmpipe.models.generation import generate
 from lmpipe.models.save import save_model
 from lmpipe.text.packing import pack_documents
 
@@ -53,6 +54,12 @@ def data(data_dir):
 
 
 # --------------------------------------------------------------------------------------------- objective
+
+
+def sampling(**options) -> SamplingParams:
+    """The lmpipe-generate defaults, with `options` changed."""
+    return SamplingParams(**{"greedy": False, "temperature": 0.8, "top_k": 50, "top_p": 0.95, "max_new_tokens": 50,
+                             **options})
 
 
 def test_labels_are_shifted_exactly_once(data):
@@ -245,7 +252,7 @@ def test_generate_is_deterministic_for_a_seed(model_dir, capsys):
 
 
 def test_prompts_start_a_document_after_end_of_text(model_dir):
-    from lmpipe.models.generation import Sampling, generate
+    from lmpipe.models.generation import generate
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -253,7 +260,7 @@ def test_prompts_start_a_document_after_end_of_text(model_dir):
     real_generate = model.generate
     model.generate = lambda input_ids, **kwargs: seen.append(input_ids[0].tolist()) or real_generate(input_ids, **kwargs)
     for prompt in ("The film", ""):
-        generate(model, tokenizer, prompt, Sampling(max_new_tokens=3, greedy=True))
+        generate(model, tokenizer, prompt, sampling(max_new_tokens=3, greedy=True), seed=0)
     prompt_ids = tokenizer("The film", add_special_tokens=False).input_ids
     assert seen == [[tokenizer.eos_token_id, *prompt_ids], [tokenizer.eos_token_id]]  # as packed documents are
 
@@ -292,10 +299,10 @@ def _eot_model(model_dir: Path, out: Path, eot_probability: float) -> Path:
 def test_generation_stops_at_end_of_text(model_dir, tmp_path):
     path = _eot_model(model_dir, tmp_path / "eot-model", eot_probability=0.3)
     model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    greedy = generate(model, tokenizer, "The film", Sampling(max_new_tokens=20, greedy=True))
+    greedy = generate(model, tokenizer, "The film", sampling(max_new_tokens=20, greedy=True), seed=0)
     assert greedy.new_tokens == 1 and greedy.stopped_at_end_of_text and greedy.text == ""
-    sampled = [generate(model, tokenizer, "The film", Sampling(max_new_tokens=28, seed=s, top_k=0, top_p=1.0,
-                                                                temperature=1.0)) for s in range(5)]
+    sampled = [generate(model, tokenizer, "The film", sampling(max_new_tokens=28, top_k=0, top_p=1.0, temperature=1.0),
+                        seed=s) for s in range(5)]
     assert all(r.stopped_at_end_of_text and r.new_tokens < 28 for r in sampled)  # seeded; P(no eot in 28) ~ 5e-5
     assert max(r.new_tokens for r in sampled) > 1  # it sampled other tokens first, then stopped
     # the console command, prompt on stdin: streams, then stops at end-of-text

@@ -22,7 +22,9 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lmpipe.models.generation import Sampling, _PrintStreamer, generate
+from lmpipe.config.clm_schema import SamplingParams
+from lmpipe.config.loader import ParamsError
+from lmpipe.models.generation import _PrintStreamer, generate
 
 
 def load(model_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -97,17 +99,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     prompt = read_prompt(args.prompt, args.prompt_file)
-    sampling = Sampling(max_new_tokens=args.max_new_tokens, greedy=args.greedy, temperature=args.temperature,
-                        top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    sampling.check()
+    sampling = SamplingParams(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              max_new_tokens=args.max_new_tokens)
+    try:
+        sampling.check("")
+    except ParamsError as e:  # "top_k: must be ..." -> "--top-k: must be ...", the flag the user typed
+        key, _, reason = str(e).partition(":")
+        raise ValueError(f"--{key.replace('_', '-')}:{reason}") from None
     model, tokenizer = load(args.model)
     stream = not (args.no_stream or args.json)
     if stream:
         sys.stdout.write(prompt)
         sys.stdout.flush()
-    result = generate(model, tokenizer, prompt, sampling, streamer=_PrintStreamer(tokenizer) if stream else None)
+    result = generate(model, tokenizer, prompt, sampling, args.seed, streamer=_PrintStreamer(tokenizer) if stream else None)
     if args.json:
-        print(json.dumps({**asdict(result), "sampling": asdict(sampling)}))
+        print(json.dumps({**asdict(result), "sampling": {**asdict(sampling), "seed": args.seed}}))
     elif not stream:
         print(prompt + result.text)
     return 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lmpipe.config.loader import _require, build_params, read_params
+from lmpipe.config.loader import _join, _require, build_params, read_params
 from lmpipe.config.schema import DataParams, TrackingParams, TrainParams
 
 CLM_PARAMS_FILE = "clm/params.yaml"  # relative to the repository root, where the clm stages run (wdir: ..)
@@ -72,10 +72,10 @@ class SamplingParams:
     max_new_tokens: int
 
     def check(self, path: str) -> None:
-        _require(self.temperature > 0, f"{path}.temperature", "must be > 0")
-        _require(self.top_k >= 0, f"{path}.top_k", "must be >= 0 (0: off)")
-        _require(0 < self.top_p <= 1, f"{path}.top_p", "must be in (0, 1] (1: off)")
-        _require(self.max_new_tokens > 0, f"{path}.max_new_tokens", "must be > 0")
+        _require(self.temperature > 0, _join(path, "temperature"), "must be > 0 (greedy decodes by argmax)")
+        _require(self.top_k >= 0, _join(path, "top_k"), "must be >= 0 (0: off)")
+        _require(0 < self.top_p <= 1, _join(path, "top_p"), "must be in (0, 1] (1: off)")
+        _require(self.max_new_tokens > 0, _join(path, "max_new_tokens"), "must be > 0")
 
 
 @dataclass

@@ -188,7 +188,11 @@ class ModelParams:
             _require(0 <= getattr(self, name) < 1, f"{path}.{name}", "must be in [0, 1)")
 
 
-FINETUNE_SECTIONS = ("finetune", "freeze_finetune", "finetune_scratch")
+VARIANTS = ("finetune", "freeze-finetune", "finetune-scratch")  # the fine-tuning stages, in report order
+FINETUNE_SECTIONS = tuple(variant.replace("-", "_") for variant in VARIANTS)  # their params sections
+# What evaluate reports as "was it worth it?": (key, title, variant, variant it is compared against)
+VARIANT_COMPARISONS = (("pretraining_gain", "pretraining gain", "finetune", "finetune-scratch"),
+                       ("full_minus_frozen", "full − frozen encoder", "finetune", "freeze-finetune"))
 
 
 BUDGET_KEYS = ("steps", "epochs", "tokens", "minutes")
@@ -215,7 +219,7 @@ class TrainParams:
     max_grad_norm: float | None
     precision: Literal["auto", "fp32", "bf16"]
     compile: bool
-    fast_cpu_kernels: bool  # on CPU: cheap dropout masks and bf16 matmul attention (engine/cpu_kernels.py)
+    fast_cpu_kernels: bool  # on CPU: cheap dropout masks and bf16 matmul attention (engine/accel/cpu_kernels.py)
     group_by_length: bool  # batch variable-length examples of similar length (less padding)
     eval_every: int  # optimizer steps; fine-tuning also evaluates at every epoch end
     eval_batches: int | None  # cap on evaluation batches; null: the whole evaluation set

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from lmpipe.config.schema import VARIANT_COMPARISONS
 from lmpipe.evaluation.metrics import check_probabilities, curves, probability_report, reliability
 from lmpipe.io import atomic_path, read_json, write_json, write_rows_csv
 
@@ -48,10 +49,9 @@ def _delta(a: Mapping, b: Mapping) -> dict[str, float]:
 def comparison(results: Mapping[str, Mapping], best_metric: str) -> dict:
     """Derived numbers that answer "was it worth it?" (deterministic, so they belong in metrics.json)."""
     out: dict = {}
-    if {"finetune", "finetune-scratch"} <= results.keys():
-        out["pretraining_gain"] = _delta(results["finetune"], results["finetune-scratch"])
-    if {"finetune", "freeze-finetune"} <= results.keys():
-        out["full_minus_frozen"] = _delta(results["finetune"], results["freeze-finetune"])
+    for key, _, variant, reference in VARIANT_COMPARISONS:
+        if {variant, reference} <= results.keys():
+            out[key] = _delta(results[variant], results[reference])
     best = best_variant(results, best_metric)
     if best is not None and BASELINE in results:
         out["best_minus_baseline"] = _delta(results[best], results[BASELINE])

@@ -7,6 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
+from lmpipe.config.schema import VARIANT_COMPARISONS
 from lmpipe.evaluation.comparison import BASELINE, COMPARED
 
 COLUMNS = [("accuracy", "accuracy"), ("precision_macro", "precision (macro)"), ("recall_macro", "recall (macro)"),
@@ -17,8 +18,7 @@ COLUMNS = [("accuracy", "accuracy"), ("precision_macro", "precision (macro)"), (
 DELTAS = [(key, title) for key, title in COLUMNS if key in COMPARED]  # the metrics evaluation compares
 
 
-COMPARISONS = [("pretraining_gain", "pretraining gain: finetune − finetune-scratch"),
-               ("full_minus_frozen", "full − frozen encoder: finetune − freeze-finetune")]
+COMPARISONS = [(key, f"{title}: {variant} − {reference}") for key, title, variant, reference in VARIANT_COMPARISONS]
 
 
 def _number(value: float | None, digits: int = 4) -> str:

@@ -9,25 +9,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
-
-@dataclass
-class Sampling:
-    max_new_tokens: int = 50
-    greedy: bool = False
-    temperature: float = 0.8
-    top_k: int = 50  # 0: off
-    top_p: float = 0.95  # 1.0: off
-    seed: int = 0
-
-    def check(self) -> None:
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature} (use greedy for argmax decoding)")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0: off), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (1: off), got {self.top_p}")
+from lmpipe.config.clm_schema import SamplingParams
 
 
 @dataclass
@@ -38,11 +20,11 @@ class Generated:
     stopped_at_end_of_text: bool
 
 
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, sampling: Sampling,
-             streamer: BaseStreamer | None = None) -> Generated:
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, sampling: SamplingParams,
+             seed: int, streamer: BaseStreamer | None = None) -> Generated:
     """Continue `prompt` as the start of a new document: after the end-of-text token, as every training document
-    follows one (an empty prompt samples a document from scratch)."""
-    sampling.check()
+    follows one (an empty prompt samples a document from scratch). The same seed gives the same text."""
+    sampling.check("sampling")
     eot = tokenizer.eos_token_id
     if eot is None:
         raise ValueError("the tokenizer has no eos_token: generation could not stop at end of text")
@@ -61,7 +43,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt:
     device = next(model.parameters()).device
     # A private RNG stream: the same seed gives the same text, and the caller's RNG state is left alone.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-        torch.manual_seed(sampling.seed)
+        torch.manual_seed(seed)
         out = model.generate(ids.to(device), attention_mask=torch.ones_like(ids, device=device),
                              generation_config=GenerationConfig(**options), streamer=streamer)
     new = out[0, ids.shape[1]:].tolist()

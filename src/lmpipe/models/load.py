@@ -86,7 +86,7 @@ def load_classifier(path: str | Path, label_names: list[str], classifier_dropout
     """A sequence classifier from a Hugging Face directory, with `id2label`/`label2id` set from `label_names`.
 
     From a masked-LM checkpoint the pooler and classifier are newly initialised: they always train
-    (see finetuning.py). `scratch=True` builds the same architecture with random weights, as a control.
+    (see finetune/strategies.py). `scratch=True` builds the same architecture with random weights, as a control.
     A directory that already has a classification head must agree with `label_names`. `path` may also be a
     hub id (`revision` pins it); remote code is never trusted.
     """
