@@ -1,4 +1,5 @@
-"""Tests for the built-in synthetic review generator (lmpipe.data.builtin)."""
+"""Tests for the built-in synthetic review generator (lmpipe.data.builtin); labels are checked against the
+reference reader in tests/builtin_reader.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from builtin_reader import RATING_RE, STRONG_RE, WEAK_RE, review_sentiment
 
-from lmpipe.data import builtin
 from lmpipe.data.builtin import LABEL_NAMES, generate_corpus, generate_reviews
+from lmpipe.data.builtin.grammar import Film, filler, plot_sentence
+from lmpipe.data.builtin.lexicon import LEXICON, VERDICT_MARKERS
 
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -29,7 +32,7 @@ def _evaluative_part(text: str) -> str:
     """The sentences of a review that carry sentiment (filler sentences dropped), lowercased."""
     sentences = SENTENCE_SPLIT.split(text.lower())
     return " ".join(s for s in sentences
-                    if builtin._RATING_RE.search(s) or any(w in builtin.LEXICON for w in WORD.findall(s)))
+                    if RATING_RE.search(s) or any(w in LEXICON for w in WORD.findall(s)))
 
 
 # ---------------------------------------------------------------------------------------------- API
@@ -103,13 +106,13 @@ def test_zero_noise_is_the_default() -> None:
 
 def test_clean_label_is_a_function_of_the_text(reviews: pd.DataFrame) -> None:
     """An order-aware reader (negation, contrast, intensity, verdict rules) gets every clean label."""
-    predicted = reviews["text"].map(builtin._review_sentiment)
+    predicted = reviews["text"].map(review_sentiment)
     assert (predicted == reviews["label"]).all()
 
 
 def test_reader_agrees_with_noisy_labels_except_the_flipped_ones() -> None:
     noisy = generate_reviews(1000, seed=6, label_noise=0.1)
-    agreement = (noisy["text"].map(builtin._review_sentiment) == noisy["label"]).mean()
+    agreement = (noisy["text"].map(review_sentiment) == noisy["label"]).mean()
     assert agreement == pytest.approx(0.9)
 
 
@@ -119,9 +122,9 @@ def test_negation_contrast_and_intensity_are_common(reviews: pd.DataFrame) -> No
     evaluative = reviews["text"].map(_evaluative_part)
     assert evaluative.str.contains(NEGATION).mean() > 0.3  # measured ~0.36
     assert evaluative.str.contains(CONTRAST).mean() > 0.22  # measured ~0.29
-    intensified = evaluative.map(lambda s: bool(builtin._STRONG_RE.search(s) or builtin._WEAK_RE.search(s)))
+    intensified = evaluative.map(lambda s: bool(STRONG_RE.search(s) or WEAK_RE.search(s)))
     assert intensified.mean() > 0.5
-    verdict = reviews["text"].map(lambda t: any(m in t for m in builtin.VERDICT_MARKERS))
+    verdict = reviews["text"].map(lambda t: any(m in t for m in VERDICT_MARKERS))
     assert verdict.mean() > 0.08
 
 
@@ -129,18 +132,18 @@ def test_sentiment_words_appear_on_both_sides(reviews: pd.DataFrame) -> None:
     """Positive words occur in negative reviews (and vice versa) often, which is what weakens bag-of-words."""
     for polarity, other_label in ((1, 0), (-1, 1)):
         hits = [label for text, label in zip(reviews["text"], reviews["label"])
-                for w in WORD.findall(text.lower()) if builtin.LEXICON.get(w) == polarity]
+                for w in WORD.findall(text.lower()) if LEXICON.get(w) == polarity]
         assert np.mean(np.array(hits) == other_label) > 0.25  # measured ~0.33
 
 
 def test_neutral_text_has_no_sentiment_words() -> None:
     rng = random.Random(0)
     for _ in range(500):
-        film = builtin._Film.sample(rng)
-        for sentence in (builtin._filler(rng, film), builtin._plot_sentence(rng, film)):
+        film = Film.sample(rng)
+        for sentence in (filler(rng, film), plot_sentence(rng, film)):
             lowered = sentence.lower()
-            assert not (set(WORD.findall(lowered)) & builtin.LEXICON.keys()), sentence
-            assert not builtin._RATING_RE.search(lowered), sentence
+            assert not (set(WORD.findall(lowered)) & LEXICON.keys()), sentence
+            assert not RATING_RE.search(lowered), sentence
 
 
 def test_review_lengths(reviews: pd.DataFrame) -> None:
