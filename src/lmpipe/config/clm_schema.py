@@ -11,8 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lmpipe.config.loader import _join, _require, build_params, read_params
-from lmpipe.config.schema import DataParams, TrackingParams, TrainParams
+from lmpipe.config.loader import (
+    _join,
+    _require,
+    build_params,
+    read_params,
+    require_heads_divide,
+    require_positive,
+    require_probability,
+)
+from lmpipe.config.schema import MAX_SEQUENCE_LENGTH, DataParams, TrackingParams, TrainParams
 
 CLM_PARAMS_FILE = "clm/params.yaml"  # relative to the repository root, where the clm stages run (wdir: ..)
 
@@ -43,12 +51,11 @@ class GPTParams:
     init_std: float  # GPT-2's initializer_range
 
     def check(self, path: str) -> None:
-        for name in ("layers", "width", "heads"):
-            _require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
-        _require(self.context_length >= 8, f"{path}.context_length", "must be >= 8")
-        _require(self.width % self.heads == 0, f"{path}.width",
-                 f"must be divisible by {path}.heads ({self.width} % {self.heads} != 0)")
-        _require(0 <= self.dropout < 1, f"{path}.dropout", "must be in [0, 1)")
+        require_positive(self, path, "layers", "width", "heads")
+        _require(8 <= self.context_length <= MAX_SEQUENCE_LENGTH, f"{path}.context_length",
+                 f"must be in [8, {MAX_SEQUENCE_LENGTH:,}] (attention memory grows with its square)")
+        require_heads_divide(self, path, "width")
+        require_probability(self, path, "dropout")
         _require(0 < self.init_std < 1, f"{path}.init_std", "must be in (0, 1)")
 
 

@@ -185,5 +185,22 @@ def _require(ok: bool, path: str, message: str) -> None:
         raise ParamsError(f"{path}: {message}")
 
 
+def require_positive(section: Any, path: str, *names: str) -> None:
+    for name in names:
+        _require(getattr(section, name) > 0, f"{path}.{name}", "must be > 0")
+
+
+def require_probability(section: Any, path: str, *names: str) -> None:
+    """Dropout-like rates: in [0, 1)."""
+    for name in names:
+        _require(0 <= getattr(section, name) < 1, f"{path}.{name}", "must be in [0, 1)")
+
+
+def require_heads_divide(section: Any, path: str, width: str) -> None:
+    """Attention splits the width evenly over the heads."""
+    size, heads = getattr(section, width), section.heads
+    _require(size % heads == 0, f"{path}.{width}", f"must be divisible by {path}.heads ({size} % {heads} != 0)")
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key

@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lmpipe.config.loader import PARAMS_FILE, ParamsError, _require, build_params, read_params
+from lmpipe.config.loader import (
+    PARAMS_FILE,
+    ParamsError,
+    _require,
+    build_params,
+    read_params,
+    require_heads_divide,
+    require_positive,
+    require_probability,
+)
 
 SPLITS = ("train", "validation", "test")  # the labelled splits every source provides
 
@@ -178,14 +187,11 @@ class ModelParams:
 
     def check(self, path: str) -> None:
         _require(0 < self.init_std < 1, f"{path}.init_std", "must be in (0, 1)")
-        for name in ("layers", "hidden", "heads", "intermediate", "max_position"):
-            _require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
+        require_positive(self, path, "layers", "hidden", "heads", "intermediate", "max_position")
         _require(self.max_position <= MAX_SEQUENCE_LENGTH, f"{path}.max_position",
                  f"must be <= {MAX_SEQUENCE_LENGTH:,} (attention memory grows with the square of the length)")
-        _require(self.hidden % self.heads == 0, f"{path}.hidden",
-                 f"must be divisible by {path}.heads ({self.hidden} % {self.heads} != 0)")
-        for name in ("dropout", "attention_dropout"):
-            _require(0 <= getattr(self, name) < 1, f"{path}.{name}", "must be in [0, 1)")
+        require_heads_divide(self, path, "hidden")
+        require_probability(self, path, "dropout", "attention_dropout")
 
 
 VARIANTS = ("finetune", "freeze-finetune", "finetune-scratch")  # the fine-tuning stages, in report order
