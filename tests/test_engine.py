@@ -427,7 +427,7 @@ def test_a_nan_loss_stops_training_with_the_step_the_lr_and_the_key(data, tmp_pa
     objective = _classification(tokenizer, objective_cls=NaNAfter)
     saved: list[int] = []
     original = checkpoint.save
-    checkpoint.save = lambda directory, state: (saved.append(state["loop"]["step"]), original(directory, state))
+    checkpoint.save = lambda directory, state, *rest: (saved.append(state.step), original(directory, state, *rest))
     try:
         cfg = ew.train_params(steps=20, batch_size=8, log_every=4, checkpoint_every=2, warmup=0.0, schedule="constant")
         with pytest.raises(TrainingDiverged) as error:
