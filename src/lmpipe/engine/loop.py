@@ -32,7 +32,7 @@ from lmpipe.engine.evaluate import evaluate
 from lmpipe.engine.objectives.base import Objective
 from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups, set_lr
 from lmpipe.engine.precision import autocast, resolve_precision
-from lmpipe.engine.schedule import Budget, StepSampler
+from lmpipe.engine.schedule import Budget, StepSampler, ends_epoch, epoch_position
 from lmpipe.engine.state import LogWindow, TrainState
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,6 @@ def train(
                autocast_dtype=autocast_dtype, tracker=tracker, desc=desc, lr_key=lr_key,
                total_steps=budget.total_steps)
 
-    epoch_steps = max(1, objective.train_size // cfg.batch_size)
     stop = False
     objective.train()
     start_time = time.perf_counter() - state.seconds
@@ -110,7 +109,7 @@ def train(
         if step % cfg.log_every == 0 or stop:
             run.log(current_lr)
         run.bar.update(1)
-        if step % cfg.eval_every == 0 or stop or (keep_best and step % epoch_steps == 0):
+        if step % cfg.eval_every == 0 or stop or (keep_best and ends_epoch(step, objective.train_size, cfg.batch_size)):
             run.evaluate(keep_best)
             patience = cfg.early_stopping_patience
             if patience is not None and state.bad_evals >= patience and not stop:
@@ -131,7 +130,8 @@ def train(
 def _micro_batch_size(objective: Objective, cfg: TrainParams, world: int) -> int:
     micro = cfg.micro_batch_size or cfg.batch_size // world
     if cfg.batch_size % (micro * world):
-        raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {micro} x {world} processes")
+        raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {micro} x {world} "
+                         "processes")
     if objective.eval_size < world:
         raise ValueError(f"the evaluation set ({objective.eval_size} examples) needs at least one example "
                          f"for each of the {world} processes")
@@ -265,7 +265,8 @@ class _Run:
         objective, state = self.objective, self.state
         metrics = evaluate(objective, self.eval_batch_size, self.cfg.eval_batches, self.autocast_dtype,
                            dist_info=self.dist_info, forward=lambda batch: self.runner(self.to_device(batch)))
-        row = {"step": state.step, "epoch": state.step * self.cfg.batch_size / objective.train_size, **metrics}
+        row = {"step": state.step, "epoch": epoch_position(state.step, objective.train_size, self.cfg.batch_size),
+               **metrics}
         state.evals.append(row)
         improved = _is_better(metrics, state.best, objective)
         if improved:
