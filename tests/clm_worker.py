@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     saves: list[int] = []
     original_save = checkpoint.save
 
-    def counting_save(directory, state):
-        saves.append(state["loop"]["step"])
-        original_save(directory, state)
+    def counting_save(directory, state, *model_and_optimizer):
+        saves.append(state.step)
+        original_save(directory, state, *model_and_optimizer)
 
     checkpoint.save = counting_save  # the loop calls checkpoint.save through the module
 

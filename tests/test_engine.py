@@ -28,11 +28,13 @@ from transformers import BertForSequenceClassification
 
 from lmpipe.engine import checkpoint
 from lmpipe.engine.distributed import Dist
+from lmpipe.engine.evaluate import evaluate
 from lmpipe.engine.loop import TrainingDiverged, train
 from lmpipe.engine.objectives.base import IGNORE, mix_keys, pad_batch, row_uniforms
 from lmpipe.engine.objectives.classification import Classification
 from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups
-from lmpipe.engine.schedule import StepSampler
+from lmpipe.engine.schedule import Budget, StepSampler, ends_epoch, steps_for_epochs
+from lmpipe.engine.state import LogWindow, TrainState
 from lmpipe.models.build import encoder_config
 
 WORKER = Path(__file__).with_name("engine_worker.py")
@@ -173,6 +175,34 @@ def test_fingerprint_covers_stage_params_and_inputs(tmp_path):
     assert base != checkpoint.fingerprint("stage", params, [inputs])
 
 
+def test_a_checkpoint_restores_the_loop_state_weights_optimizer_and_rng(data, tmp_path):
+    tokenizer, blocks = data
+    cfg = ew.train_params(steps=2)
+    saved = ew.mlm_objective(tokenizer, blocks, init_seed=1)
+    optimizer = build_optimizer(param_groups(saved.model, 1e-3, 0.01), cfg, torch.device("cpu"))
+    saved(saved.train_batch(np.arange(4), 0, 0))["loss_sum"].backward()
+    optimizer.step()  # an optimizer state (Adam's moments) to restore
+    state = TrainState(step=7, tokens=3584, seconds=1.25, history=[{"step": 6, "loss": 4.5, "lr": 1e-3}],
+                       evals=[{"step": 5, "epoch": 0.5, "loss": 5.0}], best={"step": 5, "epoch": 0.5, "loss": 5.0},
+                       best_weights={"w": torch.arange(3.0)}, bad_evals=2,
+                       window=LogWindow(loss_sum=12.5, targets=40, tokens=512, seconds=0.25))
+    checkpoint.save(tmp_path, state, saved.model, optimizer)
+    expected_draw = torch.rand(4)
+
+    restored = ew.mlm_objective(tokenizer, blocks, init_seed=2)
+    restored_optimizer = build_optimizer(param_groups(restored.model, 1e-3, 0.01), cfg, torch.device("cpu"))
+    torch.rand(10)  # move the RNG on: resuming must put it back
+    loaded = checkpoint.resume(tmp_path, restored.model, restored_optimizer)
+    assert torch.equal(torch.rand(4), expected_draw)
+    assert torch.equal(loaded.best_weights["w"], state.best_weights["w"])
+    assert {**vars(loaded), "best_weights": None} == {**vars(state), "best_weights": None}
+    for name, value in saved.model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[name], value), name
+    moments = [s["exp_avg"] for s in restored_optimizer.state.values()]
+    assert moments and all(torch.equal(a, b["exp_avg"]) for a, b in zip(moments, optimizer.state.values()))
+    assert checkpoint.resume(tmp_path / "none", restored.model, restored_optimizer) is None
+
+
 # --------------------------------------------------------------------------------------------- gradient accumulation
 
 
@@ -257,6 +287,21 @@ def test_budget_stops_at_the_right_step(data, budget, expected_steps):
     assert [row["step"] for row in result.history] == list(range(1, expected_steps + 1))
     assert result.summary["tokens"] == expected_steps * 16 * ew.SEQ
     assert [row["step"] for row in result.evals] == [expected_steps]  # the end always evaluates
+
+
+@pytest.mark.parametrize("n, batch", [(40, 8), (44, 8), (100, 16), (10, 16), (7, 3)])
+def test_an_epoch_ends_at_the_step_that_completes_a_pass_of_the_sampler(n, batch):
+    sampler = StepSampler(n, batch, seed=0)
+    seen = np.zeros(n, dtype=int)
+    passes = 0
+    for step in range(1, 4 * n // batch + 3):
+        np.add.at(seen, sampler.indices(step - 1), 1)
+        completed = seen.min() > passes  # every example read once more
+        passes = seen.min()
+        assert ends_epoch(step, n, batch) == completed, step
+        if completed:  # the epochs budget and the epoch ends agree
+            assert steps_for_epochs(passes, n, batch) == step
+            assert Budget(ew.train_params(epochs=float(passes), batch_size=batch), n).total_steps == step
 
 
 def test_learning_rate_follows_the_schedule_in_the_loop(data):
@@ -350,6 +395,18 @@ def test_streaming_evaluation_equals_metrics_from_all_predictions(data):
     assert streamed["loss"] == pytest.approx(F.cross_entropy(logits, objective.eval_labels).item(), rel=1e-5)
 
 
+def test_the_loop_evaluates_with_the_engine_evaluate_function(data):
+    tokenizer, blocks = data
+    objective = ew.mlm_objective(tokenizer, blocks)
+    cfg = ew.train_params(steps=2, batch_size=16, micro_batch_size=4, eval_batches=3)
+    result = train(objective, cfg, lr=1e-3, seed=0, dist_info=Dist())
+    # evaluation batches of twice the micro-batch, at most eval_batches of them
+    again = evaluate(objective, 8, max_batches=3)
+    assert objective.training  # evaluate() puts a training objective back in training mode
+    assert {k: v for k, v in result.evals[-1].items() if k not in ("step", "epoch")} == again
+    assert evaluate(objective, 8) != again  # the whole set scores differently from its first three batches
+
+
 class ScriptedClassification(Classification):
     """Real training and evaluation passes, but the selection metric follows a script (to pin the best)."""
 
@@ -384,13 +441,17 @@ def test_keep_best_restores_the_best_evaluation_weights(data):
     assert not torch.equal(restored["classifier.weight"], snapshots[6]["classifier.weight"])
 
 
-def test_keep_best_evaluates_at_each_epoch_end(data):
+@pytest.mark.parametrize("n_train, steps, epochs", [
+    (40, [5, 10, 12], [1.0, 2.0, 2.4]),  # 5 steps an epoch
+    (44, [6, 11, 12], [48 / 44, 2.0, 96 / 44]),  # 5.5 steps an epoch: the first ends during step 6
+])
+def test_keep_best_evaluates_at_each_epoch_end(data, n_train, steps, epochs):
     tokenizer, _ = data
-    objective = _classification(tokenizer, n_train=40)
-    cfg = ew.train_params(steps=12, batch_size=8, eval_every=100, warmup=0.0)  # 5 steps an epoch
+    objective = _classification(tokenizer, n_train=n_train)
+    cfg = ew.train_params(steps=12, batch_size=8, eval_every=100, warmup=0.0)
     result = train(objective, cfg, lr=3e-3, seed=0, dist_info=Dist(), keep_best=True)
-    assert [e["step"] for e in result.evals] == [5, 10, 12]
-    assert [e["epoch"] for e in result.evals] == pytest.approx([1.0, 2.0, 2.4])
+    assert [e["step"] for e in result.evals] == steps
+    assert [e["epoch"] for e in result.evals] == pytest.approx(epochs)
 
 
 def test_early_stopping_after_patience_evaluations_without_improvement(data):
@@ -427,7 +488,7 @@ def test_a_nan_loss_stops_training_with_the_step_the_lr_and_the_key(data, tmp_pa
     objective = _classification(tokenizer, objective_cls=NaNAfter)
     saved: list[int] = []
     original = checkpoint.save
-    checkpoint.save = lambda directory, state: (saved.append(state["loop"]["step"]), original(directory, state))
+    checkpoint.save = lambda directory, state, *rest: (saved.append(state.step), original(directory, state, *rest))
     try:
         cfg = ew.train_params(steps=20, batch_size=8, log_every=4, checkpoint_every=2, warmup=0.0, schedule="constant")
         with pytest.raises(TrainingDiverged) as error:

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from lmpipe.engine.state import TrainState
 from lmpipe.io import atomic_path
 
 STATE_FILE = "state.pt"
@@ -68,14 +69,29 @@ def _python_state() -> torch.Tensor:
     return torch.tensor(random.getstate()[1], dtype=torch.int64)
 
 
-def save(directory: Path, state: dict[str, Any]) -> None:
+def save(directory: Path, state: TrainState, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Write the loop's state with the weights, the optimizer's state and every RNG's state, atomically."""
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(),
+               "loop": state.to_dict()}
     with atomic_path(directory / STATE_FILE) as tmp:
-        torch.save(state, tmp)
+        torch.save(payload, tmp)
 
 
 def load(directory: Path) -> dict[str, Any] | None:
+    """The saved payload (model, optimizer, rng, loop), or None when there is no checkpoint."""
     path = directory / STATE_FILE
     if not path.exists():
         return None
     # weights_only: a checkpoint is data, never code.
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def resume(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainState | None:
+    """Load a checkpoint into `model`, `optimizer` and the RNGs and return the loop's state; None if there is none."""
+    saved = load(directory)
+    if saved is None:
+        return None
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    set_rng_state(saved["rng"])
+    return TrainState.from_dict(saved["loop"])

@@ -1,9 +1,10 @@
 """The one training loop behind every training stage.
 
-Read it top to bottom: pick the step's examples, split them into this process's micro-batches, forward
-under autocast, normalise the summed loss by the step's true target count (over all micro-batches and
-processes), backward, clip, set the learning rate from the budget's progress, step, then log, evaluate and
-checkpoint on their schedules, until the budget (steps, epochs, tokens or minutes) is spent.
+Read `train` top to bottom: seed, build the optimizer, resume from a checkpoint, then step, log, evaluate and
+checkpoint on their schedules until the budget (steps, epochs, tokens or minutes) is spent. A step
+(`_Run.step`) sets the learning rate from the budget's progress, picks the step's examples, splits them into
+this process's micro-batches, forwards under autocast, normalises the summed loss by the step's true target
+count (over all micro-batches and processes), backpropagates, clips and steps.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from lmpipe.config.schema import TrainParams
 from lmpipe.engine import checkpoint as ckpt
 from lmpipe.engine.accel.cpu_kernels import use_fast_cpu_kernels
 from lmpipe.engine.distributed import Dist, all_reduce_sum, barrier, broadcast_flag
+from lmpipe.engine.evaluate import evaluate
 from lmpipe.engine.objectives.base import Objective
 from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups, set_lr
-from lmpipe.engine.precision import resolve_precision
-from lmpipe.engine.schedule import Budget, StepSampler
+from lmpipe.engine.precision import autocast, resolve_precision
+from lmpipe.engine.schedule import Budget, StepSampler, ends_epoch, epoch_position
+from lmpipe.engine.state import LogWindow, TrainState
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +76,7 @@ def train(
     requires_grad there does not work under DDP, which fixes its parameter list when it wraps the model.
     """
     device = dist_info.device
-    world = dist_info.world
-    micro = cfg.micro_batch_size or cfg.batch_size // world
-    if cfg.batch_size % (micro * world):
-        raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {micro} x {world} processes")
-    if objective.eval_size < world:
-        raise ValueError(f"the evaluation set ({objective.eval_size} examples) needs at least one example "
-                         f"for each of the {world} processes")
-    # Every process gets at least one evaluation batch: one with none would skip the collectives.
-    eval_batch_size = min(2 * micro, math.ceil(objective.eval_size / world))
+    micro = _micro_batch_size(objective, cfg, dist_info.world)
     autocast_dtype = resolve_precision(cfg.precision, device)
     torch.manual_seed(seed)
     if device.type == "cpu" and cfg.fast_cpu_kernels:
@@ -89,203 +84,233 @@ def train(
     objective.to(device)
     optimizer = build_optimizer(param_groups(objective.model, lr, cfg.weight_decay, lr_scale), cfg, device)
     budget = Budget(cfg, objective.train_size)
-    lengths = objective.train_lengths() if cfg.group_by_length else None
-    sampler = StepSampler(objective.train_size, cfg.batch_size, seed, lengths)
+    sampler = StepSampler(objective.train_size, cfg.batch_size, seed,
+                          objective.train_lengths() if cfg.group_by_length else None)
+    resumable = checkpoint_dir if cfg.checkpoint_every else None
+    state = ckpt.resume(resumable, objective.model, optimizer) if resumable else None
+    if state is None:
+        state = TrainState()
+    else:
+        log.info("%s: resumed from step %d (%s)", desc, state.step, checkpoint_dir)
+    run = _Run(objective, cfg, dist_info, state, optimizer=optimizer, sampler=sampler, seed=seed, micro=micro,
+               autocast_dtype=autocast_dtype, tracker=tracker, desc=desc, lr_key=lr_key,
+               total_steps=budget.total_steps)
 
-    # The logging window lives in the state too, so a resumed run logs the same rows as an uninterrupted one.
-    state: dict[str, Any] = {"step": 0, "tokens": 0, "seconds": 0.0, "history": [], "evals": [],
-                             "best": None, "best_weights": None, "bad_evals": 0, "window": _empty_window()}
-    resumed = ckpt.load(checkpoint_dir) if checkpoint_dir and cfg.checkpoint_every else None
-    if resumed is not None:
-        objective.model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        ckpt.set_rng_state(resumed["rng"])
-        state.update(resumed["loop"])
-        log.info("%s: resumed from step %d (%s)", desc, state["step"], checkpoint_dir)
+    stop = False
+    objective.train()
+    start_time = time.perf_counter() - state.seconds
+    while not stop:
+        if on_step is not None:
+            on_step(state.step, objective)
+        current_lr = run.step(budget)
+        state.seconds = time.perf_counter() - start_time
+        stop = broadcast_flag(budget.done(state.step, state.tokens, state.seconds), dist_info)
+        step = state.step
+        if step % cfg.log_every == 0 or stop:
+            run.log(current_lr)
+        run.bar.update(1)
+        if step % cfg.eval_every == 0 or stop or (keep_best and ends_epoch(step, objective.train_size, cfg.batch_size)):
+            run.evaluate(keep_best)
+            patience = cfg.early_stopping_patience
+            if patience is not None and state.bad_evals >= patience and not stop:
+                run.note(f"{desc} early stop at step {step}: no improvement in {patience} evaluations")
+                stop = True
+        if resumable and step % cfg.checkpoint_every == 0 and not stop:
+            run.checkpoint(resumable)
+    run.bar.close()
+    run.divergence.check()
 
-    runner: torch.nn.Module = objective
-    if dist_info.enabled:
-        runner = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        runner = torch.compile(runner)
+    if keep_best and state.best_weights is not None:
+        objective.model.load_state_dict(state.best_weights)
+    if checkpoint_dir and dist_info.is_main:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: the outputs are what DVC caches
+    return _result(state, keep_best, autocast_dtype, dist_info)
 
-    def to_device(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        moved = _to(batch, device)
+
+def _micro_batch_size(objective: Objective, cfg: TrainParams, world: int) -> int:
+    micro = cfg.micro_batch_size or cfg.batch_size // world
+    if cfg.batch_size % (micro * world):
+        raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {micro} x {world} "
+                         "processes")
+    if objective.eval_size < world:
+        raise ValueError(f"the evaluation set ({objective.eval_size} examples) needs at least one example "
+                         f"for each of the {world} processes")
+    return micro
+
+
+class _Divergence:
+    """The first non-finite step as [step, loss, gradient norm], kept on the device (no per-step sync) and read
+    where the loop syncs anyway; step -1: none yet. The lr of the steps since the last check stays on the host."""
+
+    def __init__(self, step: int, dist_info: Dist, desc: str, lr_key: str):
+        self.dist_info, self.desc, self.lr_key = dist_info, desc, lr_key
+        self.first = torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64, device=dist_info.device)
+        self.device_step = torch.full((), float(step), dtype=torch.float64, device=dist_info.device)
+        self.recent_lr: dict[int, float] = {}
+
+    def record(self, step: int, loss_sum: torch.Tensor, targets: float, grad_norm: torch.Tensor, lr: float) -> None:
+        """Note step `step` (counted from 1) if it is the first with a non-finite loss or gradient norm."""
+        self.device_step += 1
+        self.recent_lr[step] = lr
+        first = (self.first[0] < 0) & ~(torch.isfinite(loss_sum) & torch.isfinite(grad_norm))
+        self.first.copy_(torch.where(first, torch.stack([self.device_step, loss_sum / max(targets, 1.0), grad_norm]),
+                                     self.first))
+
+    def check(self) -> None:
+        """Raise TrainingDiverged if any process saw a non-finite step; every process stops together."""
+        flag = all_reduce_sum((self.first[:1] >= 0).double(), self.dist_info)
+        if flag.item() == 0:
+            self.recent_lr.clear()
+            return
+        bad_step, loss, norm = self.first.tolist()
+        bad_lr = self.recent_lr.get(int(bad_step), math.nan)
+        where = f"at step {int(bad_step)}" if bad_step >= 0 else "on another process"
+        raise TrainingDiverged(
+            f"{self.desc}: training diverged {where}: loss {loss:g}, gradient norm {norm:g} at lr {bad_lr:.3g}; "
+            f"stopped, nothing saved. Lower {self.lr_key}; gradient clipping (max_grad_norm) and a longer warmup "
+            "also steady training")
+
+
+class _Run:
+    """One run's moving parts: the objective as the loop calls it (under DDP, compiled), the optimizer, the
+    sampler and the state; `train` calls step, log, evaluate and checkpoint on their schedules."""
+
+    def __init__(self, objective: Objective, cfg: TrainParams, dist_info: Dist, state: TrainState, *,
+                 optimizer: torch.optim.Optimizer, sampler: StepSampler, seed: int, micro: int,
+                 autocast_dtype: torch.dtype | None, tracker: Any, desc: str, lr_key: str, total_steps: int | None):
+        self.objective, self.cfg, self.dist_info, self.state = objective, cfg, dist_info, state
+        self.optimizer, self.sampler, self.seed, self.micro = optimizer, sampler, seed, micro
+        self.autocast_dtype, self.tracker, self.desc = autocast_dtype, tracker, desc
+        self.device = dist_info.device
+        self.runner: torch.nn.Module = objective
+        if dist_info.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.runner = DistributedDataParallel(objective, device_ids=device_ids)
         if cfg.compile:
-            for key, dims in objective.dynamic_dims.items():
+            self.runner = torch.compile(self.runner)
+        # Every process gets at least one evaluation batch: one with none would skip the collectives.
+        self.eval_batch_size = min(2 * micro, math.ceil(objective.eval_size / dist_info.world))
+        self.bar = tqdm(total=total_steps, initial=state.step, desc=desc, disable=not dist_info.is_main,
+                        dynamic_ncols=True, unit="step", mininterval=1.0)
+        # The loss is summed on the device and read back only when a row is logged or a checkpoint is written:
+        # an `.item()` per step would make the CPU wait for the GPU and stop batch preparation overlapping it.
+        self.pending_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.divergence = _Divergence(state.step, dist_info, desc, lr_key)
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        moved = _to(batch, self.device)
+        if self.cfg.compile:
+            for key, dims in self.objective.dynamic_dims.items():
                 for dim in dims if key in moved else ():
                     torch._dynamo.maybe_mark_dynamic(moved[key], dim)
         return moved
 
-    def autocast():
-        if autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=autocast_dtype)
-
-    def evaluate() -> dict[str, float]:
-        objective.eval()
-        sums: dict[str, torch.Tensor] = {}
-        with torch.no_grad(), autocast():
-            for i, batch in enumerate(objective.eval_batches(eval_batch_size, dist_info.rank, world)):
-                if cfg.eval_batches is not None and i >= cfg.eval_batches:
-                    break
-                out = runner(to_device(batch))
-                for key, value in out.items():
-                    sums[key] = sums.get(key, 0) + value.detach().double()
-        objective.train()
-        for key in sums:
-            sums[key] = all_reduce_sum(sums[key], dist_info).cpu()
-        return objective.metrics({k: v.item() if v.numel() == 1 else v.numpy() for k, v in sums.items()})
-
-    total = budget.total_steps
-    bar = tqdm(total=total, initial=state["step"], desc=desc, disable=not dist_info.is_main, dynamic_ncols=True,
-               unit="step", mininterval=1.0)
-    window = state["window"]
-    # The loss is summed on the device and read back only when a row is logged or a checkpoint is written:
-    # an `.item()` per step would make the CPU wait for the GPU and stop batch preparation overlapping it.
-    pending_loss = torch.zeros((), dtype=torch.float64, device=device)
-
-    def flush_loss() -> None:
-        window["loss_sum"] += pending_loss.item()
-        pending_loss.zero_()
-
-    # The first non-finite step as [step, loss, gradient norm], kept on the device (no per-step sync) and read
-    # where the loop syncs anyway; step -1: none yet. The lr of the steps since the last check stays on the host.
-    divergence = torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64, device=device)
-    device_step = torch.full((), float(state["step"]), dtype=torch.float64, device=device)
-    recent_lr: dict[int, float] = {}
-
-    def stop_if_diverged() -> None:
-        flag = all_reduce_sum((divergence[:1] >= 0).double(), dist_info)  # every process stops together
-        if flag.item() == 0:
-            recent_lr.clear()
-            return
-        bad_step, loss, norm = divergence.tolist()
-        bad_lr = recent_lr.get(int(bad_step), math.nan)
-        where = f"at step {int(bad_step)}" if bad_step >= 0 else "on another process"
-        raise TrainingDiverged(
-            f"{desc}: training diverged {where}: loss {loss:g}, gradient norm {norm:g} at lr {bad_lr:.3g}; "
-            f"stopped, nothing saved. Lower {lr_key}; gradient clipping (max_grad_norm) and a longer warmup "
-            "also steady training")
-
-    epoch_steps = max(1, objective.train_size // cfg.batch_size)
-    stop = False
-    objective.train()
-    start_time = time.perf_counter() - state["seconds"]
-    while not stop:
-        step = state["step"]
-        if on_step is not None:
-            on_step(step, objective)
+    def step(self, budget: Budget) -> float:
+        """One optimizer step on this process's share of the step's examples; returns the step's lr."""
+        cfg, objective, state, dist_info = self.cfg, self.objective, self.state, self.dist_info
         step_start = time.perf_counter()
-        factor = lr_factor(budget.progress(step, state["tokens"], state["seconds"]), cfg)
-        current_lr = set_lr(optimizer, factor)
+        current_lr = set_lr(self.optimizer, lr_factor(budget.progress(state.step, state.tokens, state.seconds), cfg))
 
-        indices = sampler.indices(step)
-        per_rank = cfg.batch_size // world
-        mine = indices[dist_info.rank * per_rank:(dist_info.rank + 1) * per_rank]
-        batches = [objective.train_batch(mine[i:i + micro], step, seed) for i in range(0, len(mine), micro)]
+        per_rank = cfg.batch_size // dist_info.world
+        mine = self.sampler.indices(state.step)[dist_info.rank * per_rank:(dist_info.rank + 1) * per_rank]
+        batches = [objective.train_batch(mine[i:i + self.micro], state.step, self.seed)
+                   for i in range(0, len(mine), self.micro)]
         counts = torch.tensor([sum(objective.count_targets(b) for b in batches),
                                sum(objective.count_tokens(b) for b in batches)], dtype=torch.float64)
         step_targets, step_tokens = all_reduce_sum(counts, dist_info).tolist()
         # DDP averages gradients over processes; scaling by `world` turns that average back into a sum.
-        scale = world / max(step_targets, 1.0)
-        step_loss = torch.zeros((), dtype=torch.float64, device=device)
+        scale = dist_info.world / max(step_targets, 1.0)
+        step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
-            sync = contextlib.nullcontext() if last or not dist_info.enabled else runner.no_sync()
+            sync = contextlib.nullcontext() if last or not dist_info.enabled else self.runner.no_sync()
             with sync:
-                with autocast():
-                    out = runner(to_device(batch))
+                with autocast(self.device.type, self.autocast_dtype):
+                    out = self.runner(self.to_device(batch))
                 (out["loss_sum"] * scale).backward()
             step_loss += out["loss_sum"].detach().double()
-        pending_loss += step_loss
-        grad_norm = _grad_norm(objective.model.parameters(), cfg.max_grad_norm).to(device, torch.float64)
-        device_step += 1
-        recent_lr[step + 1] = current_lr
-        first = (divergence[0] < 0) & ~(torch.isfinite(step_loss) & torch.isfinite(grad_norm))
-        divergence.copy_(torch.where(first, torch.stack([device_step, step_loss / max(step_targets, 1.0), grad_norm]),
-                                     divergence))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        self.pending_loss += step_loss
+        grad_norm = _grad_norm(objective.model.parameters(), cfg.max_grad_norm).to(self.device, torch.float64)
+        self.divergence.record(state.step + 1, step_loss, step_targets, grad_norm, current_lr)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
-        state["step"] = step = step + 1
-        state["tokens"] += int(step_tokens)
-        step_seconds = time.perf_counter() - step_start
-        window["targets"] += sum(objective.count_targets(b) for b in batches)
-        window["tokens"] += int(step_tokens)
-        window["seconds"] += step_seconds
-        state["seconds"] = time.perf_counter() - start_time
-        stop = broadcast_flag(budget.done(step, state["tokens"], state["seconds"]), dist_info)
+        state.step += 1
+        state.tokens += int(step_tokens)
+        window = state.window
+        window.targets += sum(objective.count_targets(b) for b in batches)
+        window.tokens += int(step_tokens)
+        window.seconds += time.perf_counter() - step_start
+        return current_lr
 
-        if step % cfg.log_every == 0 or stop:
-            stop_if_diverged()
-            flush_loss()
-            pair = all_reduce_sum(torch.tensor([window["loss_sum"], window["targets"]], dtype=torch.float64),
-                                  dist_info).tolist()
-            row = {"step": step, "loss": pair[0] / max(pair[1], 1), "lr": current_lr,
-                   "tokens": state["tokens"], "tokens_per_s": window["tokens"] / max(window["seconds"], 1e-9)}
-            state["history"].append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{current_lr:.2e}",
-                            tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
-            if tracker is not None:
-                tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=step)
-            window = state["window"] = _empty_window()
-        bar.update(1)
+    def log(self, current_lr: float) -> None:
+        """A history row for the steps since the last one (loss over every process's targets)."""
+        self.divergence.check()
+        self._flush_loss()
+        state, window = self.state, self.state.window
+        loss_sum, targets = all_reduce_sum(torch.tensor([window.loss_sum, window.targets], dtype=torch.float64),
+                                           self.dist_info).tolist()
+        row = {"step": state.step, "loss": loss_sum / max(targets, 1), "lr": current_lr,
+               "tokens": state.tokens, "tokens_per_s": window.tokens / max(window.seconds, 1e-9)}
+        state.history.append(row)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{current_lr:.2e}",
+                             tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
+        if self.tracker is not None:
+            self.tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=state.step)
+        state.window = LogWindow()
 
-        end_of_epoch = step % epoch_steps == 0
-        if step % cfg.eval_every == 0 or stop or (keep_best and end_of_epoch):
-            stop_if_diverged()
-            metrics = evaluate()
-            row = {"step": step, "epoch": step * cfg.batch_size / objective.train_size, **metrics}
-            state["evals"].append(row)
-            improved = _is_better(metrics, state["best"], objective)
-            if improved:
-                state["best"], state["bad_evals"] = row, 0
-                if keep_best:
-                    state["best_weights"] = {k: v.detach().to("cpu", copy=True)
-                                             for k, v in objective.model.state_dict().items()}
-            else:
-                state["bad_evals"] += 1
-            if dist_info.is_main:
-                shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-                bar.write(f"{desc} eval step={step} {shown}{' *' if improved else ''}")
-            if tracker is not None:
-                tracker.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-            patience = cfg.early_stopping_patience
-            if patience is not None and state["bad_evals"] >= patience and not stop:
-                if dist_info.is_main:
-                    bar.write(f"{desc} early stop at step {step}: no improvement in {patience} evaluations")
-                stop = True
+    def evaluate(self, keep_best: bool) -> None:
+        """An evaluation row; the best one so far (and with keep_best its weights) and the evaluations since."""
+        self.divergence.check()
+        objective, state = self.objective, self.state
+        metrics = evaluate(objective, self.eval_batch_size, self.cfg.eval_batches, self.autocast_dtype,
+                           dist_info=self.dist_info, forward=lambda batch: self.runner(self.to_device(batch)))
+        row = {"step": state.step, "epoch": epoch_position(state.step, objective.train_size, self.cfg.batch_size),
+               **metrics}
+        state.evals.append(row)
+        improved = _is_better(metrics, state.best, objective)
+        if improved:
+            state.best, state.bad_evals = row, 0
+            if keep_best:
+                state.best_weights = {k: v.detach().to("cpu", copy=True)
+                                      for k, v in objective.model.state_dict().items()}
+        else:
+            state.bad_evals += 1
+        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        self.note(f"{self.desc} eval step={state.step} {shown}{' *' if improved else ''}")
+        if self.tracker is not None:
+            self.tracker.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=state.step)
 
-        if checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not stop:
-            stop_if_diverged()  # a diverged state is never checkpointed
-            flush_loss()  # the window is part of the checkpoint
-            if dist_info.is_main:
-                ckpt.save(checkpoint_dir, {"model": objective.model.state_dict(),
-                                           "optimizer": optimizer.state_dict(),
-                                           "rng": ckpt.rng_state(), "loop": state})
-            barrier(dist_info)
-    bar.close()
-    stop_if_diverged()
+    def checkpoint(self, directory: Path) -> None:
+        self.divergence.check()  # a diverged state is never checkpointed
+        self._flush_loss()  # the window is part of the checkpoint
+        if self.dist_info.is_main:
+            ckpt.save(directory, self.state, self.objective.model, self.optimizer)
+        barrier(self.dist_info)
 
-    if keep_best and state["best_weights"] is not None:
-        objective.model.load_state_dict(state["best_weights"])
-    if checkpoint_dir and dist_info.is_main:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: the outputs are what DVC caches
+    def note(self, message: str) -> None:
+        if self.dist_info.is_main:
+            self.bar.write(message)
+
+    def _flush_loss(self) -> None:
+        self.state.window.loss_sum += self.pending_loss.item()
+        self.pending_loss.zero_()
+
+
+def _result(state: TrainState, keep_best: bool, autocast_dtype: torch.dtype | None, dist_info: Dist) -> TrainResult:
     summary = {
-        "steps": state["step"],
-        "tokens": state["tokens"],
+        "steps": state.step,
+        "tokens": state.tokens,
         "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
-        "world_size": world,
+        "world_size": dist_info.world,
     }
     telemetry = {
-        "train_seconds": state["seconds"],
-        "tokens_per_s": _mean_throughput(state["history"]),
-        "peak_memory_mb": _peak_memory_mb(device),
+        "train_seconds": state.seconds,
+        "tokens_per_s": _mean_throughput(state.history),
+        "peak_memory_mb": _peak_memory_mb(dist_info.device),
     }
-    best = state["best"] if keep_best else (state["evals"][-1] if state["evals"] else None)
-    return TrainResult(history=state["history"], evals=state["evals"], best=best, summary=summary,
-                       telemetry=telemetry)
+    best = state.best if keep_best else (state.evals[-1] if state.evals else None)
+    return TrainResult(history=state.history, evals=state.evals, best=best, summary=summary, telemetry=telemetry)
 
 
 def _grad_norm(parameters, max_norm: float | None) -> torch.Tensor:
@@ -297,10 +322,6 @@ def _grad_norm(parameters, max_norm: float | None) -> torch.Tensor:
     if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: measures without touching the gradients
         return torch.nn.utils.get_total_norm(grads)
     return torch.nn.utils.clip_grad_norm_(parameters, math.inf)
-
-
-def _empty_window() -> dict[str, float]:
-    return {"loss_sum": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0}
 
 
 def _is_better(metrics: dict[str, float], best: dict[str, float] | None, objective: Objective) -> bool:

@@ -1,4 +1,9 @@
-"""Which examples each step trains on, and how far through its budget a run is."""
+"""Which examples each step trains on, where the epochs end, and how far through its budget a run is.
+
+An epoch is one pass over the training examples in the sampler's stream: step s (counted from 1) reads stream
+positions [(s - 1) * batch, s * batch), so epoch k ends at step ceil(k * n / batch), the step that reads its
+last example. With n not a multiple of the batch, a step can straddle two epochs.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +55,21 @@ class StepSampler:
         return stream[start - offset:stop - offset]
 
 
+def steps_for_epochs(epochs: float, n_examples: int, batch_size: int) -> int:
+    """The step at which `epochs` passes over the examples are complete (fractions round up)."""
+    return math.ceil(epochs * n_examples / batch_size)
+
+
+def ends_epoch(step: int, n_examples: int, batch_size: int) -> bool:
+    """Whether step `step` (counted from 1) reads the last example of an epoch."""
+    return step * batch_size // n_examples > (step - 1) * batch_size // n_examples
+
+
+def epoch_position(step: int, n_examples: int, batch_size: int) -> float:
+    """Epochs done after `step` steps (2.5: halfway through the third)."""
+    return step * batch_size / n_examples
+
+
 class Budget:
     """Training progress in [0, 1] and the stopping rule, for a budget in steps, epochs, tokens or minutes."""
 
@@ -59,7 +79,7 @@ class Budget:
         if cfg.steps is not None:
             self.total_steps = cfg.steps
         elif cfg.epochs is not None:
-            self.total_steps = max(1, math.ceil(cfg.epochs * n_examples / cfg.batch_size))
+            self.total_steps = max(1, steps_for_epochs(cfg.epochs, n_examples, cfg.batch_size))
 
     def progress(self, step: int, tokens: int, seconds: float) -> float:
         if self.total_steps is not None:
