@@ -1,6 +1,6 @@
 """MLflow tracking for the stages: a run per stage, grouped per pipeline run, that never crashes or stalls training.
 
-The store is MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db (artifacts in <repo root>/mlartifacts), the repo
+The store is MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db (artifacts beside it in mlartifacts/), the repo
 root being DVC_ROOT (the real repository, also for a queued experiment run in a temporary copy), else the git top
 level, else the working directory. Stage runs (tags stage, git_commit, pipeline_run, dvc_exp_name) are nested under a
 run "pipeline <id>", the id being DVC_EXP_NAME, else LMPIPE_PIPELINE_RUN, else a hash of the git commit and the params
@@ -29,7 +29,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 DB_NAME, ARTIFACTS_DIR = "mlflow.db", "mlartifacts"
-# The tag MLflow 3 keeps an experiment's kind in (the classic runs view, not the GenAI traces view).
+# MLflow 3's record of an experiment's kind: model training, not GenAI. MLflow 3.17's UI picks its view from its
+# sidebar switch instead (or a URL's ?workflowType=machine_learning), not yet from this tag.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 # Set where unset: MLflow's HTTP defaults retry for minutes; its async logging unbuffered writes a batch per call.
 ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
