@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -17,6 +19,7 @@ import pytest
 from lmpipe import tracking
 from lmpipe.tracking import Tracker, TrackingWarning
 
+ROOT = Path(__file__).resolve().parents[1]
 ENV_VARS = [
     "MLFLOW_TRACKING_URI",
     "DVC_ROOT",
@@ -45,6 +48,9 @@ def _git(cwd: Path, *args: str) -> str:
 def clean_env(monkeypatch):
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
+    for name in tracking.ENV_DEFAULTS:  # a Tracker sets them where unset: removed again after each test
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tracking, "_params_file", None)  # as set by lmpipe.stage.start
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +114,7 @@ def test_tracking_uri_precedence(monkeypatch, tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
     monkeypatch.chdir(plain)
-    if tracking._run_git(["rev-parse", "--show-toplevel"], plain) is None:  # tmp not in a repo
+    if tracking._git("rev-parse", "--show-toplevel", cwd=plain) is None:  # tmp not in a repo
         assert tracking.repo_root() == plain.resolve()
         assert tracking.tracking_uri() == "sqlite:///" + plain.resolve().as_posix() + "/mlflow.db"
 
@@ -143,7 +149,7 @@ def test_import_is_lazy_and_disabled_tracker_never_imports_mlflow(tmp_path):
         "import sys, lmpipe.tracking as t\n"
         "assert 'mlflow' not in sys.modules\n"
         "with t.Tracker('x', params={'a': 1}, enabled=False) as tr:\n"
-        "    tr.log_metrics({'loss': 1.0}, step=1); tr.log_params({'b': 2})\n"
+        "    tr.log_metrics({'loss': 1.0}, step=1); tr.set_tags({'b': 2}); tr.flush()\n"
         "assert 'mlflow' not in sys.modules and tr.run_id is None\n"
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///" + (tmp_path / "x.db").as_posix()}
@@ -171,18 +177,18 @@ def test_run_logs_params_metrics_tags_artifacts(
         warnings.simplefilter("error", TrackingWarning)
         with Tracker(
             "pretrain-mlm",
-            params={"finetune": {"lr": 1e-4, "sched": {"warmup": 10}}, "long": long_value},
+            params={"finetune": {"lr": 1e-4, "sched": {"warmup": 10}}, "long": long_value, **many},
             experiment=env,
         ) as t:
-            t.log_params(many)
-            t.log_params({"finetune": {"lr": 5}})  # re-log of an existing key: skipped, no error
-            for step in range(0, 240, 2):  # 120 calls: crosses the 50-call flush boundary
+            for step in range(0, 240, 2):  # 120 calls, queued and merged into batches by MLflow
                 t.log_metrics(
                     {"train/loss": 1.0 / (step + 1), "nan": float("nan"), "inf": float("inf"),
                      "text": "abc", "none": None},
                     step=step,
                 )
             t.log_metrics({"eval/acc": 0.5}, step=3)
+            t.flush()  # written now, not at MLflow's next batch
+            assert len(client.get_metric_history(t.run_id, "train/loss")) == 120
             t.set_tags({"note": "hello", "device": "cpu"})
             t.log_artifact(artifact_file)
             t.log_artifact(artifact_dir, artifact_path="model")
@@ -230,6 +236,67 @@ def test_pipeline_hash_tag_without_dvc(env, client, git_repo):
     assert "dvc_exp_name" not in tags
 
 
+def _hash_of(repo: Path, params_file: Path) -> str:
+    commit = _git(repo, "rev-parse", "HEAD")
+    return hashlib.sha256(commit.encode() + b"\0" + params_file.read_bytes()).hexdigest()[:12]
+
+
+@needs_git
+def test_pipeline_run_id_hashes_the_params_file_the_stage_read(monkeypatch, tmp_path):
+    """The causal-LM stages read clm/params.yaml: their pipeline run follows that file, not the root params.yaml."""
+    repo = tmp_path / "repo"
+    (repo / "clm").mkdir(parents=True)
+    (repo / "params.yaml").write_text("a: 1\n")
+    (repo / "clm" / "params.yaml").write_text("b: 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "init")
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    main = tracking.pipeline_run_id()
+    assert main == _hash_of(repo, repo / "params.yaml")
+
+    monkeypatch.chdir(repo)
+    tracking.set_pipeline_params_file("clm/params.yaml")  # relative to where the stage runs
+    clm = tracking.pipeline_run_id()
+    assert clm == _hash_of(repo, repo / "clm" / "params.yaml") != main
+    (repo / "params.yaml").write_text("a: 2\n")
+    assert tracking.pipeline_run_id() == clm
+    (repo / "clm" / "params.yaml").write_text("b: 2\n")
+    assert tracking.pipeline_run_id() != clm
+
+
+def test_stage_start_groups_clm_stages_by_clm_params(env, client, git_repo, monkeypatch, tmp_path):
+    """lmpipe.stage.start, given clm/params.yaml (as every causal-LM stage is), makes the stage's run hash it."""
+    from lmpipe.config.clm_schema import load_clm_params
+    from lmpipe.stage import start
+
+    clm_params = tmp_path / "clm" / "params.yaml"
+    clm_params.parent.mkdir()
+    shutil.copy(ROOT / "clm" / "params.yaml", clm_params)
+    monkeypatch.chdir(tmp_path)
+    start("tokenize-clm", "clm/params.yaml", load_clm_params)
+    with Tracker("tokenize-clm", experiment=env) as t:
+        pass
+    pipeline_run = client.get_run(t.run_id).data.tags["pipeline_run"]
+    assert pipeline_run == _hash_of(git_repo, clm_params) != _hash_of(git_repo, git_repo / "params.yaml")
+
+
+def test_experiment_is_marked_as_model_training(env, client):
+    """MLflow 3 keeps an experiment's kind in the mlflow.experimentKind tag: lmpipe's experiments are the classic
+    model-training kind, also one made before lmpipe set it; a kind someone chose stays."""
+    kind = "mlflow.experimentKind"
+    with Tracker("download", experiment=env):
+        pass
+    assert client.get_experiment_by_name(env).tags[kind] == "custom_model_development"
+    older = client.create_experiment(f"{env}-older")
+    chosen = client.create_experiment(f"{env}-chosen", tags={kind: "genai_development"})
+    for name in (f"{env}-older", f"{env}-chosen"):
+        with Tracker("download", experiment=name):
+            pass
+    assert client.get_experiment(older).tags[kind] == "custom_model_development"
+    assert client.get_experiment(chosen).tags[kind] == "genai_development"
+
+
 def test_stages_grouped_under_parent(env, client, monkeypatch):
     monkeypatch.setenv("LMPIPE_PIPELINE_RUN", "pipe-A")
     with Tracker("tokenize", experiment=env) as a:
@@ -271,8 +338,6 @@ def test_exception_marks_run_failed_and_propagates(env, client):
 
 
 def test_unreachable_server_warns_once_and_does_not_stall(monkeypatch, tmp_path):
-    for name in tracking.HTTP_ENV_DEFAULTS:  # make sure the defaults get applied (and undone)
-        monkeypatch.setenv(name, "")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
     f = tmp_path / "a.txt"
     f.write_text("a")
@@ -283,7 +348,6 @@ def test_unreachable_server_warns_once_and_does_not_stall(monkeypatch, tmp_path)
         with Tracker("evaluate", params={"a": 1}) as t:
             for step in range(200):
                 t.log_metrics({"loss": 1.0}, step=step)
-            t.log_params({"b": 2})
             t.set_tags({"c": "d"})
             t.log_artifact(f)
             ran.append(True)
@@ -294,7 +358,7 @@ def test_unreachable_server_warns_once_and_does_not_stall(monkeypatch, tmp_path)
     assert len(tw) == 1, [str(w.message) for w in tw]
     assert "tracking is disabled" in str(tw[0].message)
     assert t.run_id is None and not t.active
-    for name, value in tracking.HTTP_ENV_DEFAULTS.items():
+    for name, value in tracking.ENV_DEFAULTS.items():
         assert os.environ[name] == value
 
 
@@ -323,19 +387,35 @@ def test_hanging_server_bounded_by_user_http_settings(monkeypatch):
 
 
 def test_failure_mid_run_warns_once_and_disables(env, client):
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        with Tracker("finetune", experiment=env) as t:
-            client.delete_run(t.run_id)  # later writes to this run are rejected by MLflow
-            for step in range(300):
-                t.log_metrics({"loss": 1.0}, step=step)
-            t.log_params({"x": 1})
-            t.set_tags({"y": "z"})
-            body_done = True
-    assert body_done
+    """MLflow writes in the background: a batch it cannot write becomes the one warning, at the next call, and
+    MLflow's own error line for each failed batch is held back."""
+    async_errors: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = async_errors.append
+    logging.getLogger(tracking.ASYNC_LOGGER).addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            with Tracker("finetune", experiment=env) as t:
+                client.delete_run(t.run_id)  # later writes to this run are rejected by MLflow
+                t.log_metrics({"loss": 1.0}, step=0)
+                deadline = time.monotonic() + 30
+                while t.active and time.monotonic() < deadline:
+                    t.log_metrics({"loss": 1.0}, step=1)
+                    time.sleep(0.05)
+                stopped_during_the_run = not t.active
+                for step in range(300):
+                    t.log_metrics({"loss": 1.0}, step=step)
+                t.set_tags({"y": "z"})
+                body_done = True
+    finally:
+        logging.getLogger(tracking.ASYNC_LOGGER).removeHandler(handler)
+    assert body_done and stopped_during_the_run
     tw = _tracking_warnings(rec)
     assert len(tw) == 1 and "tracking is disabled" in str(tw[0].message)
+    assert "background logging" in str(tw[0].message) and "deleted" in str(tw[0].message)
     assert not t.active
+    assert [r.getMessage() for r in async_errors if t.run_id in r.getMessage()] == []
 
 
 @pytest.mark.parametrize("var,value", [("LMPIPE_TRACKING", "0"), ("RANK", "1")])
@@ -347,7 +427,6 @@ def test_disabled_writes_nothing(monkeypatch, tmp_path, var, value):
         warnings.simplefilter("error", TrackingWarning)
         with Tracker("pretrain-mlm", params={"a": 1}) as t:
             t.log_metrics({"loss": 1.0}, step=1)
-            t.log_params({"b": 2})
             t.set_tags({"c": "d"})
             t.log_artifact(tmp_path)
     assert t.run_id is None and not t.active

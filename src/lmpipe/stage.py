@@ -15,6 +15,7 @@ from lmpipe.config.loader import PARAMS_FILE
 from lmpipe.config.schema import load_params
 from lmpipe.hub import hub_ids, use_hub_offline_if_unreachable
 from lmpipe.io import remove_stale_temps_under
+from lmpipe.tracking import set_pipeline_params_file
 
 CHECKPOINT_ROOT = Path(".cache") / "checkpoints"
 
@@ -36,6 +37,7 @@ def start(stage: str, params_file: str | Path = PARAMS_FILE,
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("lmpipe").info("stage %s: params from %s", stage, os.path.abspath(params_file))
     params = load(params_file)
+    set_pipeline_params_file(params_file)  # MLflow groups the runs of this file's pipeline
     if hub_ids(params):
         use_hub_offline_if_unreachable()
     # Temporaries of this project's writers whose process is gone (a kill -9): removed before anything else.
