@@ -5,7 +5,7 @@
 
     python -m bench.profile_step --op-timer               # CPU: wall time of every aten op, by op and shapes
 
-Builds the benchmark's data (bench/run.py), trains through `engine.loop.train` for --warmup untimed steps,
+Builds the benchmark's data (bench/data.py), trains through `engine.loop.train` for --warmup untimed steps,
 then profiles --steps steps and prints the step time and the top operators (self CPU time; on a GPU also
 self device time). TORCH_LOGS=recompiles,graph_breaks shows what torch.compile does.
 
@@ -13,7 +13,7 @@ self device time). TORCH_LOGS=recompiles,graph_breaks shows what torch.compile d
 of a call is its cost). On the 2-core VM torch.profiler slowed steps up to 2x; this timer adds ~20 us per op.
 Time outside aten (numpy dropout masks, Python) shows as the step minus the ops' total.
 
---ab-sparse measures what the sparse last layer (engine/sparse_mlm.py) buys, paired in one process: steps
+--ab-sparse measures what the sparse last layer (engine/accel/sparse_mlm.py) buys, paired in one process: steps
 alternate in blocks of 8 between the sparse and the full last layer (the batch's query index dropped), so the
 machine's drift hits both alike; prints the median step of each (the first step of each block not counted).
 """
@@ -21,7 +21,6 @@ machine's drift hits both alike; prints the median step of each (the first step 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,8 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench.run import build_data, config_overrides, load_config
+from bench.data import build_data, config_overrides, load_blocks, load_config
+from bench.workers import masked_lm_objective, timed_run_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lmpipe.engine.distributed import Dist
     from lmpipe.engine.loop import train
-    from lmpipe.engine.objectives.masked_lm import MaskedLM
     from lmpipe.models.build import build_masked_lm
-    from lmpipe.text.tokenizers import load_tokenizer
 
     params = load_config(overrides=config_overrides(parser, args))[0]
     cuda = args.device == "cuda"
@@ -64,21 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--op-timer times eager CPU ops: drop --device cuda / --compile")
     with tempfile.TemporaryDirectory(prefix="lmpipe-profile-") as tmp:
         build_data(params, Path(tmp))
-        tokenizer = load_tokenizer(Path(tmp) / "tokenizer")
-        blocks = np.load(Path(tmp) / "blocks.npy").astype(np.int64)
-        heldout = np.load(Path(tmp) / "heldout.npy").astype(np.int64)
+        tokenizer, blocks, heldout = load_blocks(Path(tmp))
     torch.manual_seed(params.seed)
     model = build_masked_lm(params.model, tokenizer)
-    objective = MaskedLM(model, blocks, heldout, mask_rate=params.pretrain.mask_rate,
-                         mask_token_fraction=params.pretrain.mask_token_fraction,
-                         random_token_fraction=params.pretrain.random_token_fraction,
-                         mask_token_id=tokenizer.mask_token_id, special_token_ids=tokenizer.all_special_ids,
-                         vocab_size=len(tokenizer), eval_seed=params.seed)
+    objective = masked_lm_objective(model, blocks, heldout, params, tokenizer)
     total = args.warmup + args.steps + 1
-    cfg = dataclasses.replace(params.pretrain.train, steps=total, epochs=None, tokens=None, minutes=None,
-                              precision=args.precision, compile=args.compile, eval_every=10 ** 9, eval_batches=1,
-                              checkpoint_every=0, log_every=10, micro_batch_size=None,
-                              fast_cpu_kernels=not args.no_fast_cpu_kernels)
+    cfg = timed_run_config(params.pretrain.train, total, args.precision, log_every=10, compile=args.compile,
+                           fast_cpu_kernels=not args.no_fast_cpu_kernels)
     stamps: list[float] = []
     if args.ab_sparse:
         return _ab_sparse(objective, cfg, params.pretrain.lr, params.seed, args.warmup, block=8)

@@ -1,10 +1,12 @@
-"""bench/run.py's bookkeeping: GPU timing with recompiles excluded, --set validated like params.yaml, rounds."""
+"""The bench's bookkeeping: GPU timing with recompiles excluded, --set validated like params.yaml, rounds, the FLOP
+model, the op timer and the paired sparse/full A/B of bench.profile_step."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.run import gpu_rate, main
+from bench.run import main
+from bench.timing import gpu_rate
 from lmpipe.config.loader import ParamsError
 
 
@@ -28,7 +30,7 @@ def test_set_overrides_are_validated_with_their_key_path():
 
 
 def test_repeated_rounds_report_the_median_round_and_every_rounds_ratio():
-    from bench.run import median_round, round_ratios
+    from bench.timing import median_round, round_ratios
 
     ours = median_round([{"tokens_per_s": v, "round": i, "step_s_median": 1 / v} for i, v in enumerate([30, 10, 20])])
     assert ours["tokens_per_s"] == 20 and ours["step_s_median"] == 1 / 20  # the whole median round is kept
@@ -64,7 +66,7 @@ def test_op_timer_counts_only_active_steps_and_splits_out_matmuls():
 def test_flop_model_counts_what_each_engine_executes():
     import dataclasses
 
-    from bench.run import flop_model
+    from bench.flops import flop_model
     from lmpipe.config.schema import load_params
 
     params = load_params("params.yaml")
@@ -107,3 +109,44 @@ def test_ab_sparse_alternates_the_sparse_and_the_full_last_layer(capsys, monkeyp
     # 33 steps in blocks of 8, the first of each block not counted: 7 + 7 + 7 + 7 steps timed
     assert "sparse last layer" in line and "(14 steps), full last layer" in line and line.endswith("x"), line
     assert sparse_calls == ([True] * 8 + [False] * 8) * 2 + [True]  # blocks of 8 steps, sparse first
+
+
+def test_clm_rows_train_the_same_gpt2_in_both_engines(tmp_path, one_thread):
+    import json
+
+    import transformers
+    import yaml
+
+    from bench import REPO_ROOT
+    from bench.data import build_clm_data
+    from bench.workers import CLM_ROWS, causal_lm_row
+    from lmpipe.config.clm_schema import clm_params_from_dict
+
+    raw = yaml.safe_load((REPO_ROOT / "clm" / "params.yaml").read_text())
+    raw["data"]["builtin"]["corpus_documents"] = 300
+    raw["model"].update(layers=1, width=32, heads=2)
+    raw["tokenizer"]["vocab_size"] = 512
+    raw["pretrain"]["train"]["batch_size"] = 4
+    (tmp_path / "params.json").write_text(json.dumps(raw))
+    build_clm_data(clm_params_from_dict(raw), tmp_path)
+    verbosity = transformers.logging.get_verbosity()
+    try:
+        for row in CLM_ROWS:
+            causal_lm_row(row, tmp_path, warmup=1, steps=3, precision="fp32", out=tmp_path / f"{row}.json")
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    ours, trainer = (json.loads((tmp_path / f"{row}.json").read_text()) for row in CLM_ROWS)
+    assert ours["init_checksum"] == trainer["init_checksum"]  # the same initial weights
+    assert ours["timed_steps"] == trainer["timed_steps"] == 3
+    assert ours["tokens_per_step"] == trainer["tokens_per_step"] == 4 * raw["model"]["context_length"]
+    # both start from the same weights on the same blocks: the early losses agree to within the data order
+    assert abs(ours["loss_last5"] - trainer["loss_last5"]) < 0.5, (ours["loss_last5"], trainer["loss_last5"])
+
+
+def test_bench_code_holds_no_machine_paths():
+    from bench import REPO_ROOT
+
+    for source in (REPO_ROOT / "bench").glob("*.py"):
+        text = source.read_text()
+        for machine_path in ("/work/", "../shared", "/home/", "/tmp/"):
+            assert machine_path not in text, f"{source.name} names {machine_path}: derive it or take an option"

@@ -1,9 +1,9 @@
 """Faster CPU training for Hugging Face encoders: cheap dropout masks, bf16 matmul attention, and fewer memory
 passes in ModernBERT's attention and GeGLU blocks.
 
-Measured on the 2-core AVX-512-bf16 CPU (bench/RESULTS.md): torch's CPU dropout draws one mt19937 number per
-element on one thread (`bernoulli_`, a quarter of a pretraining step), and SDPA with dropout > 0 takes its
-math path, which upcasts q, k and v to fp32. Here a dropout mask takes one 16-bit lane of a 64-bit draw per
+Why (bench/RESULTS.md has the measurements): torch's CPU dropout draws one mt19937 number per element on one
+thread (`bernoulli_`, a large share of a pretraining step), and SDPA with dropout > 0 takes its math path,
+which upcasts q, k and v to fp32. Here a dropout mask takes one 16-bit lane of a 64-bit draw per
 element, drawn and compared by numpy in parallel threads, and attention runs its matmuls and softmax in the
 autocast dtype (the softmax computes in fp32 internally). Mask seeds come from torch's global generator, so
 seeding and checkpointed RNG states keep runs reproducible and resumable.
@@ -74,7 +74,7 @@ def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
 
     The drop probability is round(p * 2^16) / 2^16 (p = 0.1 gives 0.100006). On the CPU the mask is written
     as the bit pattern of 0 or the scale in x's dtype by _RANDOM_STREAMS numpy SFC64 streams in parallel
-    threads (~3x faster than torch's single-threaded mt19937 `random_` plus torch's compare and casts here).
+    threads (faster than torch's single-threaded mt19937 `random_` plus torch's compare and casts here).
     The streams' seeds come from torch's global generator, so torch.manual_seed and the checkpointed torch RNG
     state still reproduce every mask."""
     global _random_pool
@@ -215,7 +215,7 @@ class _RotaryHeads(torch.autograd.Function):
 
 class _GeGLUDropout(torch.autograd.Function):
     """dropout(gelu(input) * gate) from the [..., 2I] output of ModernBERT's Wi (input, gate = its two halves).
-    The GELU and its backward run on a contiguous copy of `input` (torch's CPU kernels are ~3x slower on the
+    The GELU and its backward run on a contiguous copy of `input` (torch's CPU kernels are much slower on the
     strided half), and the backward writes both halves' gradients into one [..., 2I] tensor, where autograd's
     chunk backward would concatenate."""
 
@@ -299,8 +299,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mal
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to serve blocks up to 32 MiB from its heap and not to return freed memory to the
     system. A training step allocates and frees the same large activations every step; by default glibc
-    maps each one afresh and the kernel zeroes every page at first touch (measured here: 6-8% of a
-    pretraining step). Returns False where this is not glibc (nothing changes there)."""
+    maps each one afresh and the kernel zeroes every page at first touch, a measurable share of a pretraining
+    step (bench/RESULTS.md). Returns False where this is not glibc (nothing changes there)."""
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -4,9 +4,9 @@ runs only there.
 Every layer but the last must run at every position: its outputs are the next layer's keys and values. The
 last layer's keys and values also come from every position, but its queries, its attention output projection,
 its MLP and the final norm only matter where the loss looks. Here they run only there: the same loss and the
-same gradients as the full forward, up to float rounding (tests/test_sparse_mlm.py), for about 0.85 of one
-layer's matmuls and elementwise passes less per step (the Hugging Face *ForMaskedLM classes, and so the Trainer,
-run every layer and even the vocabulary projection at every position).
+same gradients as the full forward, up to float rounding (tests/test_sparse_mlm.py), for most of one layer's
+matmuls and elementwise passes less per step (bench/flops.py counts them; the Hugging Face *ForMaskedLM classes,
+and so the Trainer, run every layer and even the vocabulary projection at every position).
 
 Queries are grouped per sequence: a sequence's selected positions attend to its own keys, as a [batch,
 max_selected] query block, so attention stays a batched matmul; the rows past a sequence's count are padding
