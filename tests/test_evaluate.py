@@ -157,8 +157,9 @@ def test_best_classifier_is_registered_with_an_alias(store, tmp_path):
 
 def test_registry_failure_is_a_warning_not_a_crash(store, tmp_path):
     uri, run_id = store
+    (tmp_path / "empty").mkdir()
     with pytest.warns(TrackingWarning, match="no config.json"):
-        assert try_log_classifier(tmp_path / "nothing", run_id, uri, "lmpipe-test", "champion") is None
+        assert try_log_classifier(tmp_path / "empty", run_id, uri, "lmpipe-test", "champion") is None
 
 
 def test_pip_requirements_are_pinned_without_local_build_tags():

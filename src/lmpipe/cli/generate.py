@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lmpipe.config.clm_schema import SamplingParams
 from lmpipe.config.loader import ParamsError
 from lmpipe.models.generation import _PrintStreamer, generate
+from lmpipe.models.load import check_model_dir
 
 
 def load(model_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -33,10 +34,7 @@ def load(model_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 
     path = Path(model_path)
     if path.exists() or model_path.startswith((".", "/", "~")):
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{model_path}: not a Hugging Face model directory (no config.json)")
-        if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-            raise ValueError(f"{model_path}: has no tokenizer (tokenizer.json)")
+        check_model_dir(path, head=("LMHeadModel", "ForCausalLM"), tokenizer=True)  # a ValueError: one line
     else:
         from lmpipe.hub import use_hub_offline_if_unreachable
 

@@ -13,6 +13,7 @@ import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from lmpipe.models.load import check_model_dir
 from lmpipe.tracking import TrackingWarning
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,7 @@ def log_classifier(model_dir: str | Path, run_id: str, tracking_uri: str, regist
     from huggingface_hub import ModelCard
 
     model_dir = Path(model_dir).resolve()  # an absolute path: MLflow would look a relative one up on the Hub
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json, not a Hugging Face model directory")
+    check_model_dir(model_dir)
     pipe = transformers.pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir))
     # our own card: MLflow would otherwise try to fetch one from the Hub
     card = ModelCard(f"# {registered_model_name}\n\n{description or 'A text classifier trained by lmpipe.'}\n")

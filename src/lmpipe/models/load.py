@@ -135,8 +135,12 @@ class ModelDirError(ValueError):
     """A path that is not a usable Hugging Face model directory: the message names the path and what is wrong."""
 
 
-def check_model_dir(path: str | Path):
-    """The model's config, or an error that says what is wrong with the directory (before loading weights)."""
+def check_model_dir(path: str | Path, head: str | tuple[str, ...] | None = "ForSequenceClassification",
+                    tokenizer: bool = False):
+    """The model's config, or a ModelDirError that says what is wrong with the directory, before any weights load.
+
+    head: the architecture name ending(s) the caller needs (None: any); tokenizer: the directory must hold one too.
+    """
     from transformers import AutoConfig
 
     path = Path(path)
@@ -144,12 +148,17 @@ def check_model_dir(path: str | Path):
         raise ModelDirError(f"{path}: model directory not found")
     if not (path / "config.json").is_file():
         raise ModelDirError(f"{path}: no config.json, not a Hugging Face model directory")
+    if tokenizer and not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise ModelDirError(f"{path}: has no tokenizer (tokenizer.json)")
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as e:  # noqa: BLE001 - transformers raises several types for a bad config
         raise ModelDirError(f"{path}/config.json: cannot be read ({type(e).__name__}: {e})") from None
     architectures = config.architectures or []
-    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise ModelDirError(f"{path}: a {', '.join(architectures)}, not a text classifier "
-                           "(a *ForSequenceClassification model, e.g. models/finetune)")
+    if head and architectures and not any(a.endswith(head) for a in architectures):
+        if head == "ForSequenceClassification":
+            wanted = "a text classifier (a *ForSequenceClassification model, e.g. models/finetune)"
+        else:
+            wanted = f"a {' or '.join(f'*{h}' for h in ([head] if isinstance(head, str) else head))} model"
+        raise ModelDirError(f"{path}: a {', '.join(architectures)}, not {wanted}")
     return config
