@@ -99,7 +99,7 @@ def test_fsdp_resumes_after_sigkill_to_the_weights_of_an_uninterrupted_run(data_
         assert victim.wait(timeout=30) == -signal.SIGKILL, (out / "log.txt").read_text()[-3000:]
     assert not (outs[0] / "weights.safetensors").exists()
 
-    [saved] = checkpoint.sharded_checkpoints(ckpt_dir)  # older ones are removed once a newer one is complete
+    saved = checkpoint.sharded_checkpoints(ckpt_dir)[-1]
     saved_step = int(saved.name.removeprefix(checkpoint.SHARDED_PREFIX))
     assert saved_step in (4, 8)
     # torch.distributed.checkpoint's metadata and one shard file per process, and each process's loop state
@@ -114,6 +114,7 @@ def test_fsdp_resumes_after_sigkill_to_the_weights_of_an_uninterrupted_run(data_
     expected = ew.finish_ranks(reference, reference_outs)
 
     assert [r["first_step"] for r in resumed] == [saved_step, saved_step]
+    assert [r["saves"] for r in resumed] == [[s for s in (4, 8, 12) if s > saved_step]] * 2
     assert expected[0]["first_step"] == 0 and expected[0]["saves"] == [4, 8, 12]
     assert resumed[0]["history"] == expected[0]["history"]
     assert resumed[0]["evals"] == expected[0]["evals"]
@@ -146,7 +147,7 @@ def test_fsdp_keep_best_restores_the_best_weights_in_every_process(data_dir, tmp
 
 def test_the_layer_stack_is_found_for_each_architecture(data_dir):
     tokenizer, _ = ew.load_data(data_dir)
-    sizes = dict(layers=3, hidden=32, heads=2, intermediate=64, max_position=ew.SEQ)
+    sizes = {"layers": 3, "hidden": 32, "heads": 2, "intermediate": 64, "max_position": ew.SEQ}
     bert = build_masked_lm(model_params(architecture="bert", **sizes), tokenizer)
     assert layer_stack(bert) is bert.bert.encoder.layer
     modern = build_masked_lm(model_params(architecture="modernbert", **sizes), tokenizer)

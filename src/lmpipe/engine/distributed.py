@@ -120,7 +120,7 @@ def shard(objective: nn.Module, info: Dist) -> nn.Module:
     Each transformer layer but the last is its own unit (gathered for its forward and backward, then freed);
     the last layer, the embeddings and the heads form the root unit, gathered for the whole step: the sparse
     masked-LM path calls the last layer's parts outside the layer's forward. The original model is left as
-    it was (on the host) for `unshard` to fill with the trained weights.
+    it was, on the host, where the loop loads the trained weights into it at the end (`full_state_dict`).
 
     Mixed precision stays the loop's autocast, not FSDP's MixedPrecisionPolicy: parameters, gradients and
     their reduction stay fp32 with autocast computing in bf16, which is what DDP and a single process compute."""

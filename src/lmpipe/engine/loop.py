@@ -80,7 +80,8 @@ def train(
 
     keep_best: restore the weights of the best evaluation (by objective.select_metric) at the end.
     on_step(step, objective): called before each step, for observers (tests snapshot weights there). Changing
-    requires_grad there does not work under DDP, which fixes its parameter list when it wraps the model.
+    requires_grad there does not work under DDP, which fixes its parameter list when it wraps the model, nor
+    under FSDP, where `objective.model` is then a sharded copy.
     """
     device = dist_info.device
     micro = _micro_batch_size(objective, cfg, dist_info.world)
