@@ -4,17 +4,23 @@ As a script (one process, or one rank of several with torchrun's RANK/WORLD_SIZE
 
     python tests/engine_worker.py --data DIR --out DIR --ckpt-dir DIR [--steps N ...]
 
-it trains the tiny MLM with `lmpipe.engine.loop.train`, resuming from the checkpoint directory (the test
-names it by `checkpoint.fingerprint`, as the stages do), and writes `record-<rank>.json` (history,
-evaluations, the first step it ran, the checkpoints it saved) and, on rank 0, the final weights as
-`weights.safetensors`.
+it trains the tiny MLM with `lmpipe.engine.loop.train` (`--parallel fsdp`: sharded over the processes),
+resuming from the checkpoint directory (the test names it by `checkpoint.fingerprint`, as the stages do), and
+writes `record-<rank>.json` (history, evaluations, the first step it ran, the checkpoints it saved, whether
+train() handed back the model it was given as plain tensors) and, on rank 0, the final weights as
+`weights.safetensors` and the model as a Hugging Face directory `model/`. `launch` / `launch_ranks` and
+`finish` / `finish_ranks` run it from a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +38,9 @@ from lmpipe.models.build import build_masked_lm
 from lmpipe.text.packing import pack_blocks
 from lmpipe.text.tokenizers import load_tokenizer, train_tokenizer
 
+WORKER = Path(__file__).resolve()
+REPO = WORKER.parents[1]
+SUBPROCESS_TIMEOUT = 180
 SEQ = 32
 N_EVAL = 40  # held-out blocks
 WORDS = ("the a movie film plot acting was great dull superb not never boring but however and "
@@ -85,6 +94,69 @@ def plain(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "tokens_per_s"} for row in rows]
 
 
+# ------------------------------------------------------------------------------------------ running it
+
+
+def worker_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    return env
+
+
+def launch(data_dir: Path, out: Path, ckpt_dir: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    """One worker process (output in out/log.txt)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(WORKER), "--data", str(data_dir), "--out", str(out), "--ckpt-dir", str(ckpt_dir),
+           *extra]
+    with open(out / "log.txt", "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, cwd=REPO, env=env or worker_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def launch_ranks(data_dir: Path, outs: list[Path], ckpt_dir: Path, *extra: str) -> list[subprocess.Popen]:
+    """One process per entry of `outs` (rank i writes to outs[i]), joined as torchrun would join them."""
+    port = free_port()
+    procs = []
+    for rank, out in enumerate(outs):
+        env = worker_env()
+        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(len(outs)), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port))
+        procs.append(launch(data_dir, out, ckpt_dir, *extra, env=env))
+    return procs
+
+
+def finish(proc: subprocess.Popen, out: Path, rank: int = 0) -> dict:
+    """Wait for a worker; its record, or an assertion error with the end of its log."""
+    try:
+        rc = proc.wait(timeout=SUBPROCESS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert rc == 0, (out / "log.txt").read_text()[-3000:]
+    return json.loads((out / f"record-{rank}.json").read_text())
+
+
+def finish_ranks(procs: list[subprocess.Popen], outs: list[Path]) -> list[dict]:
+    try:
+        return [finish(proc, out, rank) for rank, (proc, out) in enumerate(zip(procs, outs))]
+    finally:
+        for proc in procs:  # one rank failed: the others would wait for it in a collective
+            if proc.poll() is None:
+                proc.kill()
+
+
+def read_weights(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "weights.safetensors"))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, required=True)
@@ -101,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--n-eval", type=int, default=N_EVAL, help="held-out blocks to evaluate on")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep before each step")
+    parser.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp")
+    parser.add_argument("--keep-best", action="store_true", help="restore the best evaluation's weights")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -108,18 +182,22 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     saves = []
-    original_save = checkpoint.save
 
-    def counting_save(directory, state, *model_and_optimizer):
-        saves.append(state.step)
-        original_save(directory, state, *model_and_optimizer)
+    def counting(save):
+        def counting_save(directory, state, *rest):
+            saves.append(state.step)
+            save(directory, state, *rest)
+        return counting_save
 
-    checkpoint.save = counting_save  # the loop calls checkpoint.save through the module
+    # the loop calls checkpoint.save (save_sharded under fsdp) through the module
+    checkpoint.save, checkpoint.save_sharded = counting(checkpoint.save), counting(checkpoint.save_sharded)
 
     tokenizer, blocks = load_data(args.data)
     objective = mlm_objective(tokenizer, blocks, dropout=args.dropout, n_eval=args.n_eval)
+    model = objective.model
     cfg = train_params(steps=args.steps, batch_size=args.batch, micro_batch_size=args.micro, warmup=0.25,
-                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_every=args.eval_every)
+                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, eval_every=args.eval_every,
+                       parallel=args.parallel)
 
     ran: list[int] = []
 
@@ -131,16 +209,21 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(args.sleep)
 
     result = train(objective, cfg, lr=args.lr, seed=args.seed, dist_info=info, checkpoint_dir=args.ckpt_dir,
-                   on_step=on_step, desc=f"worker{info.rank}")
+                   on_step=on_step, desc=f"worker{info.rank}", keep_best=args.keep_best)
     if info.is_main:
         from safetensors.torch import save_file
+
+        from lmpipe.models.save import save_model
 
         # clone: the tied embedding/decoder weights share storage, which save_file refuses
         save_file({k: v.detach().clone().contiguous() for k, v in objective.model.state_dict().items()},
                   str(args.out / "weights.safetensors"))
+        save_model(objective.model, tokenizer, args.out / "model")
+    plain_model = objective.model is model and all(type(p) is torch.nn.Parameter for p in model.parameters())
     record = {"rank": info.rank, "world": info.world, "first_step": ran[0], "steps_run": len(ran),
               "saves": saves, "history": plain(result.history), "evals": result.evals,
-              "summary_steps": result.summary["steps"]}
+              "best_step": result.best["step"] if result.best else None, "summary_steps": result.summary["steps"],
+              "plain_model": plain_model, "weights_sum": sum(v.double().sum().item() for v in model.state_dict().values())}
     (args.out / f"record-{info.rank}.json").write_text(json.dumps(record))
     distributed.teardown()
 

@@ -7,13 +7,8 @@ vocabulary) through `lmpipe.engine.loop.train`; the resume and DDP tests run it 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,11 +31,6 @@ from lmpipe.engine.optim import build_optimizer, lr_factor, param_groups
 from lmpipe.engine.schedule import Budget, StepSampler, ends_epoch, steps_for_epochs
 from lmpipe.engine.state import LogWindow, TrainState
 from lmpipe.models.build import encoder_config
-
-WORKER = Path(__file__).with_name("engine_worker.py")
-REPO = Path(__file__).resolve().parents[1]
-SUBPROCESS_TIMEOUT = 180
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -70,43 +60,6 @@ def capture_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------- subprocesses
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-    return env
-
-
-def _launch(data_dir: Path, out: Path, ckpt_dir: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(WORKER), "--data", str(data_dir), "--out", str(out), "--ckpt-dir", str(ckpt_dir),
-           *extra]
-    with open(out / "log.txt", "ab") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, cwd=REPO, env=env or _env(), stdout=log, stderr=subprocess.STDOUT)
-
-
-def _finish(proc: subprocess.Popen, out: Path) -> dict:
-    try:
-        rc = proc.wait(timeout=SUBPROCESS_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    assert rc == 0, (out / "log.txt").read_text()[-3000:]
-    return json.loads((out / "record-0.json").read_text())
-
-
-def _weights(out: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(out / "weights.safetensors"))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.subprocess
 def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
     # log_every does not divide checkpoint_every: the logging window must survive the restart too.
@@ -119,11 +72,11 @@ def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
     changed_dir = ckpt_root / f"mlm-{checkpoint.fingerprint('mlm', changed_args, [data_dir])}"
     assert changed_dir != ckpt_dir
 
-    reference = _launch(data_dir, tmp_path / "reference", tmp_path / "ckpt-reference", *args)
+    reference = ew.launch(data_dir, tmp_path / "reference", tmp_path / "ckpt-reference", *args)
     out = tmp_path / "run"
-    victim = _launch(data_dir, out, ckpt_dir, *args, "--sleep", "0.25")
+    victim = ew.launch(data_dir, out, ckpt_dir, *args, "--sleep", "0.25")
     state_file = ckpt_dir / checkpoint.STATE_FILE
-    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+    deadline = time.monotonic() + ew.SUBPROCESS_TIMEOUT
     while time.monotonic() < deadline and victim.poll() is None:
         progress = out / "progress"
         text = progress.read_text() if progress.exists() else ""
@@ -143,9 +96,9 @@ def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
           dist_info=Dist(), checkpoint_dir=changed_dir, on_step=lambda step, _: ran.append(step))
     assert ran == [0, 1, 2, 3, 4] and state_file.exists()
 
-    resumed = _launch(data_dir, out, ckpt_dir, *args)
-    resumed_record = _finish(resumed, out)
-    reference_record = _finish(reference, tmp_path / "reference")
+    resumed = ew.launch(data_dir, out, ckpt_dir, *args)
+    resumed_record = ew.finish(resumed, out)
+    reference_record = ew.finish(reference, tmp_path / "reference")
 
     assert resumed_record["first_step"] == saved_step
     assert resumed_record["steps_run"] == 14 - saved_step
@@ -153,7 +106,7 @@ def test_resume_after_sigkill_is_bitwise_identical(data_dir, tmp_path):
     assert reference_record["first_step"] == 0 and reference_record["saves"] == [4, 8, 12]
     assert resumed_record["history"] == reference_record["history"]
     assert resumed_record["evals"] == reference_record["evals"]
-    expected, got = _weights(tmp_path / "reference"), _weights(out)
+    expected, got = ew.read_weights(tmp_path / "reference"), ew.read_weights(out)
     assert expected.keys() == got.keys()
     for name in expected:
         assert torch.equal(got[name], expected[name]), name
@@ -589,31 +542,15 @@ def test_ddp_matches_single_process(data, data_dir, tmp_path):
     # = 8, rank 1 would have none and miss the collectives)
     args = ["--steps", str(steps), "--batch", "16", "--micro", "4", "--dropout", "0", "--checkpoint-every", "2",
             "--log-every", "1", "--eval-every", "3", "--n-eval", "7"]
-    port = _free_port()
-    ranks = []
-    for rank in range(2):
-        env = _env()
-        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port))
-        ranks.append(_launch(data_dir, tmp_path / f"rank{rank}", tmp_path / "ckpt" / "mlm", *args, env=env))
+    outs = [tmp_path / f"rank{rank}" for rank in range(2)]
+    ranks = ew.launch_ranks(data_dir, outs, tmp_path / "ckpt" / "mlm", *args)
 
     # The same global batch in one process, without accumulation, while the ranks run.
     single = ew.mlm_objective(tokenizer, blocks, n_eval=7)
     cfg = ew.train_params(steps=steps, batch_size=16, warmup=0.25, eval_every=3)
     result = train(single, cfg, lr=1e-3, seed=0, dist_info=Dist())
 
-    records = []
-    for rank, proc in enumerate(ranks):
-        try:
-            rc = proc.wait(timeout=SUBPROCESS_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            for p in ranks:
-                p.kill()
-            raise
-        log = (tmp_path / f"rank{rank}" / "log.txt").read_text()
-        assert rc == 0, log[-3000:]
-        records.append(json.loads((tmp_path / f"rank{rank}" / f"record-{rank}.json").read_text()))
-
+    records = ew.finish_ranks(ranks, outs)
     assert [r["world"] for r in records] == [2, 2]
     assert records[0]["saves"] == [2, 4] and records[1]["saves"] == []  # only rank 0 writes checkpoints
     assert not (tmp_path / "rank1" / "weights.safetensors").exists()
@@ -624,6 +561,6 @@ def test_ddp_matches_single_process(data, data_dir, tmp_path):
     assert records[1]["history"] == history  # every rank logs the all-reduced loss
     np.testing.assert_allclose([e["loss"] for e in records[0]["evals"]], [e["loss"] for e in result.evals], rtol=1e-4)
 
-    got = _weights(tmp_path / "rank0")
+    got = ew.read_weights(tmp_path / "rank0")
     for name, value in single.model.state_dict().items():
         torch.testing.assert_close(got[name], value, atol=1e-5, rtol=1e-4, msg=name)

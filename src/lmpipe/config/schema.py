@@ -225,6 +225,7 @@ class TrainParams:
     max_grad_norm: float | None
     precision: Literal["auto", "fp32", "bf16"]
     compile: bool
+    parallel: Literal["ddp", "fsdp"]  # under torchrun: DDP replicas, or FSDP2 shards (params, grads, optimizer)
     fast_cpu_kernels: bool  # on CPU: cheap dropout masks and bf16 matmul attention (engine/accel/cpu_kernels.py)
     group_by_length: bool  # batch variable-length examples of similar length (less padding)
     eval_every: int  # optimizer steps; fine-tuning also evaluates at every epoch end

@@ -5,11 +5,17 @@ checkpoint on their schedules until the budget (steps, epochs, tokens or minutes
 (`_Run.step`) sets the learning rate from the budget's progress, picks the step's examples, splits them into
 this process's micro-batches, forwards under autocast, normalises the summed loss by the step's true target
 count (over all micro-batches and processes), backpropagates, clips and steps.
+
+Under torchrun, `train.parallel` picks how the processes share the model: `ddp` keeps a full replica in each
+(DistributedDataParallel); `fsdp` shards the parameters, gradients and optimizer state over them (FSDP2,
+`distributed.shard`) and checkpoints through torch.distributed.checkpoint; train() then hands back the
+original model object holding the full trained weights, on the host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import resource
@@ -26,6 +32,7 @@ from tqdm.auto import tqdm
 
 from lmpipe.config.schema import TrainParams
 from lmpipe.engine import checkpoint as ckpt
+from lmpipe.engine import distributed
 from lmpipe.engine.accel.cpu_kernels import use_fast_cpu_kernels
 from lmpipe.engine.distributed import Dist, all_reduce_sum, barrier, broadcast_flag
 from lmpipe.engine.evaluate import evaluate
@@ -73,7 +80,8 @@ def train(
 
     keep_best: restore the weights of the best evaluation (by objective.select_metric) at the end.
     on_step(step, objective): called before each step, for observers (tests snapshot weights there). Changing
-    requires_grad there does not work under DDP, which fixes its parameter list when it wraps the model.
+    requires_grad there does not work under DDP, which fixes its parameter list when it wraps the model, nor
+    under FSDP, where `objective.model` is then a sharded copy.
     """
     device = dist_info.device
     micro = _micro_batch_size(objective, cfg, dist_info.world)
@@ -81,20 +89,26 @@ def train(
     torch.manual_seed(seed)
     if device.type == "cpu" and cfg.fast_cpu_kernels:
         use_fast_cpu_kernels(objective.model, fuse_blocks=not cfg.compile)
+    host_model = objective.model
+    # One process has nothing to shard: fsdp then trains exactly as ddp does, without a wrapper.
+    root = distributed.shard(objective, dist_info) if cfg.parallel == "fsdp" and dist_info.enabled else None
     objective.to(device)
     optimizer = build_optimizer(param_groups(objective.model, lr, cfg.weight_decay, lr_scale), cfg, device)
     budget = Budget(cfg, objective.train_size)
     sampler = StepSampler(objective.train_size, cfg.batch_size, seed,
                           objective.train_lengths() if cfg.group_by_length else None)
     resumable = checkpoint_dir if cfg.checkpoint_every else None
-    state = ckpt.resume(resumable, objective.model, optimizer) if resumable else None
+    if resumable and root is not None:
+        state = ckpt.resume_sharded(resumable, objective.model, optimizer, dist_info)
+    else:
+        state = ckpt.resume(resumable, objective.model, optimizer) if resumable else None
     if state is None:
         state = TrainState()
     else:
         log.info("%s: resumed from step %d (%s)", desc, state.step, checkpoint_dir)
     run = _Run(objective, cfg, dist_info, state, optimizer=optimizer, sampler=sampler, seed=seed, micro=micro,
                autocast_dtype=autocast_dtype, tracker=tracker, desc=desc, lr_key=lr_key,
-               total_steps=budget.total_steps)
+               total_steps=budget.total_steps, root=root)
 
     stop = False
     objective.train()
@@ -120,11 +134,25 @@ def train(
     run.bar.close()
     run.divergence.check()
 
-    if keep_best and state.best_weights is not None:
+    if root is not None:
+        _unshard(objective, root, host_model, state.best_weights if keep_best else None)
+    elif keep_best and state.best_weights is not None:
         objective.model.load_state_dict(state.best_weights)
     if checkpoint_dir and dist_info.is_main:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: the outputs are what DVC caches
     return _result(state, keep_best, autocast_dtype, dist_info)
+
+
+def _unshard(objective: Objective, root: torch.nn.Module, host_model: torch.nn.Module,
+             best_weights: dict[str, torch.Tensor] | None) -> None:
+    """Put the original model back into `objective` holding the sharded model's full weights (the best
+    evaluation's with keep_best, which rank 0 holds and sends to the others first), in every process."""
+    sharded = objective.model
+    distributed.reshard(root)
+    if best_weights is not None:
+        distributed.load_full_state_dict_from_main(sharded, best_weights)
+    host_model.load_state_dict(distributed.full_state_dict(sharded))
+    objective.model = host_model
 
 
 def _micro_batch_size(objective: Objective, cfg: TrainParams, world: int) -> int:
@@ -172,24 +200,29 @@ class _Divergence:
 
 
 class _Run:
-    """One run's moving parts: the objective as the loop calls it (under DDP, compiled), the optimizer, the
-    sampler and the state; `train` calls step, log, evaluate and checkpoint on their schedules."""
+    """One run's moving parts: the objective as the loop calls it (under DDP or FSDP, compiled), the optimizer,
+    the sampler and the state; `train` calls step, log, evaluate and checkpoint on their schedules."""
 
     def __init__(self, objective: Objective, cfg: TrainParams, dist_info: Dist, state: TrainState, *,
                  optimizer: torch.optim.Optimizer, sampler: StepSampler, seed: int, micro: int,
-                 autocast_dtype: torch.dtype | None, tracker: Any, desc: str, lr_key: str, total_steps: int | None):
+                 autocast_dtype: torch.dtype | None, tracker: Any, desc: str, lr_key: str, total_steps: int | None,
+                 root: torch.nn.Module | None = None):
         self.objective, self.cfg, self.dist_info, self.state = objective, cfg, dist_info, state
         self.optimizer, self.sampler, self.seed, self.micro = optimizer, sampler, seed, micro
         self.autocast_dtype, self.tracker, self.desc = autocast_dtype, tracker, desc
         self.device = dist_info.device
+        self.root = root  # the FSDP root unit (train.parallel: fsdp), else None
         self.runner: torch.nn.Module = objective
-        if dist_info.enabled:
+        if root is not None:
+            self.runner = root
+        elif dist_info.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.runner = DistributedDataParallel(objective, device_ids=device_ids)
         if cfg.compile:
             self.runner = torch.compile(self.runner)
         # Every process gets at least one evaluation batch: one with none would skip the collectives.
         self.eval_batch_size = min(2 * micro, math.ceil(objective.eval_size / dist_info.world))
+        self.eval_padding = self._eval_padding() if root is not None else 0
         self.bar = tqdm(total=total_steps, initial=state.step, desc=desc, disable=not dist_info.is_main,
                         dynamic_ncols=True, unit="step", mininterval=1.0)
         # The loss is summed on the device and read back only when a row is logged or a checkpoint is written:
@@ -218,19 +251,19 @@ class _Run:
         counts = torch.tensor([sum(objective.count_targets(b) for b in batches),
                                sum(objective.count_tokens(b) for b in batches)], dtype=torch.float64)
         step_targets, step_tokens = all_reduce_sum(counts, dist_info).tolist()
-        # DDP averages gradients over processes; scaling by `world` turns that average back into a sum.
+        # DDP and FSDP average gradients over processes; scaling by `world` turns that average back into a sum.
         scale = dist_info.world / max(step_targets, 1.0)
         step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
-            sync = contextlib.nullcontext() if last or not dist_info.enabled else self.runner.no_sync()
-            with sync:
+            with self._gradient_sync(last):
                 with autocast(self.device.type, self.autocast_dtype):
                     out = self.runner(self.to_device(batch))
                 (out["loss_sum"] * scale).backward()
             step_loss += out["loss_sum"].detach().double()
         self.pending_loss += step_loss
-        grad_norm = _grad_norm(objective.model.parameters(), cfg.max_grad_norm).to(self.device, torch.float64)
+        grad_norm = _grad_norm(objective.model.parameters(), cfg.max_grad_norm)
+        grad_norm = _full_tensor(grad_norm).to(self.device, torch.float64)
         self.divergence.record(state.step + 1, step_loss, step_targets, grad_norm, current_lr)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -242,6 +275,15 @@ class _Run:
         window.tokens += int(step_tokens)
         window.seconds += time.perf_counter() - step_start
         return current_lr
+
+    def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager:
+        """Whether this micro-batch's backward reduces gradients over the processes: only the step's last does."""
+        if self.root is not None:
+            distributed.set_gradient_sync(self.root, sync)
+            return contextlib.nullcontext()
+        if sync or not self.dist_info.enabled:
+            return contextlib.nullcontext()
+        return self.runner.no_sync()
 
     def log(self, current_lr: float) -> None:
         """A history row for the steps since the last one (loss over every process's targets)."""
@@ -264,7 +306,7 @@ class _Run:
         self.divergence.check()
         objective, state = self.objective, self.state
         metrics = evaluate(objective, self.eval_batch_size, self.cfg.eval_batches, self.autocast_dtype,
-                           dist_info=self.dist_info, forward=lambda batch: self.runner(self.to_device(batch)))
+                           dist_info=self.dist_info, forward=self._eval_forward())
         row = {"step": state.step, "epoch": epoch_position(state.step, objective.train_size, self.cfg.batch_size),
                **metrics}
         state.evals.append(row)
@@ -272,8 +314,7 @@ class _Run:
         if improved:
             state.best, state.bad_evals = row, 0
             if keep_best:
-                state.best_weights = {k: v.detach().to("cpu", copy=True)
-                                      for k, v in objective.model.state_dict().items()}
+                state.best_weights = self._weights_on_main()
         else:
             state.bad_evals += 1
         shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
@@ -281,9 +322,45 @@ class _Run:
         if self.tracker is not None:
             self.tracker.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=state.step)
 
+    def _eval_forward(self) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        """The evaluation's forward. Under FSDP every forward gathers parameters, a collective, so a process
+        with fewer evaluation batches first runs its first batch `eval_padding` extra times (outputs dropped)."""
+        padding = self.eval_padding
+
+        def forward(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            nonlocal padding
+            batch = self.to_device(batch)
+            for _ in range(padding):
+                self.runner(batch)
+            padding = 0
+            return self.runner(batch)
+
+        return forward
+
+    def _eval_padding(self) -> int:
+        """How many evaluation batches this process has fewer than the process with the most."""
+        mine = sum(1 for _ in itertools.islice(self.objective.eval_batches(
+            self.eval_batch_size, self.dist_info.rank, self.dist_info.world), self.cfg.eval_batches))
+        if mine == 0:
+            raise ValueError(f"{self.desc}: process {self.dist_info.rank} has no evaluation batch; evaluate on a "
+                             "larger held-out set or with fewer processes")
+        most = distributed.all_reduce_max(torch.tensor([mine]), self.dist_info).item()
+        return int(most - mine)
+
+    def _weights_on_main(self) -> dict[str, torch.Tensor]:
+        """The model's full weights on the host: under FSDP gathered to rank 0 only (others get an empty dict)."""
+        if self.root is not None:
+            distributed.reshard(self.root)
+            return distributed.full_state_dict_on_main(self.objective.model)
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.objective.model.state_dict().items()}
+
     def checkpoint(self, directory: Path) -> None:
         self.divergence.check()  # a diverged state is never checkpointed
         self._flush_loss()  # the window is part of the checkpoint
+        if self.root is not None:  # every process writes its shards
+            distributed.reshard(self.root)
+            ckpt.save_sharded(directory, self.state, self.objective.model, self.optimizer, self.dist_info)
+            return
         if self.dist_info.is_main:
             ckpt.save(directory, self.state, self.objective.model, self.optimizer)
         barrier(self.dist_info)
@@ -322,6 +399,12 @@ def _grad_norm(parameters, max_norm: float | None) -> torch.Tensor:
     if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: measures without touching the gradients
         return torch.nn.utils.get_total_norm(grads)
     return torch.nn.utils.clip_grad_norm_(parameters, math.inf)
+
+
+def _full_tensor(value: torch.Tensor) -> torch.Tensor:
+    """A DTensor (FSDP's sharded gradients' norm) as the plain tensor every process agrees on."""
+    full = getattr(value, "full_tensor", None)
+    return full() if full is not None else value
 
 
 def _is_better(metrics: dict[str, float], best: dict[str, float] | None, objective: Objective) -> bool:
