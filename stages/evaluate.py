@@ -125,6 +125,7 @@ def _predict(path: str, variant: str, raw: str, labels: np.ndarray, batch_size: 
 
 
 def _baseline(seed: int, raw: str, labels: np.ndarray, label_names: list[str], split: str) -> np.ndarray:
+    log.info("%s: refitting on data/raw/train.parquet", BASELINE)  # long on a large train split: say so
     model = tfidf_logistic_regression(pd.read_parquet("data/raw/train.parquet"), seed=seed)
     # row by row the same probabilities as one call on every text, without holding every text
     probabilities = np.concatenate([baseline_proba(model, chunk.column("text").to_pylist(), len(label_names))
