@@ -230,6 +230,19 @@ def write_rows_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns:
         writer.writerows(rows)
 
 
+@contextlib.contextmanager
+def streaming_csv(path: str | os.PathLike, columns: list[str]) -> Iterator[Any]:
+    """A CSV file written row by row while the block runs (a `csv.writer`, the header `columns` already
+    written), so no table of every row is held in memory; renamed into place like every output here. The same
+    bytes as write_rows_csv for the same rows."""
+    import csv
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        yield writer
+
+
 def write_table(path: str | os.PathLike, table: "pyarrow.Table") -> None:
     """Write an Arrow table as Parquet."""
     import pyarrow.parquet as pq

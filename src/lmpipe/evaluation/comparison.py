@@ -7,15 +7,16 @@ Inputs are checked before any model is loaded; every report file is written atom
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from lmpipe.config.schema import VARIANT_COMPARISONS
 from lmpipe.evaluation.metrics import check_probabilities, curves, probability_report, reliability
-from lmpipe.io import atomic_path, read_json, write_json, write_rows_csv
+from lmpipe.io import atomic_path, read_json, streaming_csv, write_json, write_rows_csv
 
 BASELINE = "tfidf-baseline"
 
@@ -75,15 +76,15 @@ def metrics_json(results: Mapping[str, Mapping], pretrain: Mapping | None, best_
     return out
 
 
-def write_reports(directory: str, labels: np.ndarray, texts: Sequence[str], label_names: list[str],
+def write_reports(directory: str, labels: np.ndarray, label_names: list[str],
                   probabilities: Mapping[str, np.ndarray], results: Mapping[str, Mapping], ece_bins: int) -> None:
-    """Confusion rows and matrices, ROC / PR / reliability curves and the predictions file."""
+    """Confusion rows and matrices, and ROC / PR / reliability curves (the predictions file: open_predictions)."""
     # curves/ is one DVC output: written whole, so no temporary file ever lies inside it
     with atomic_path(f"{directory}/curves", directory=True) as curves_dir:
         for variant, probs in probabilities.items():
             predicted = probs.argmax(axis=1)
-            rows = [{"actual": label_names[a], "predicted": label_names[p]} for a, p in zip(labels, predicted)]
-            write_rows_csv(f"{directory}/confusion_{variant}.csv", rows)
+            with streaming_csv(f"{directory}/confusion_{variant}.csv", ["actual", "predicted"]) as writer:
+                writer.writerows([label_names[a], label_names[p]] for a, p in zip(labels, predicted))
             points = curves(labels, probs)
             _, calibration = reliability(labels, probs, ece_bins)
             # header-only files on a single-class split, where the curves are undefined: DVC expects every out
@@ -93,27 +94,36 @@ def write_reports(directory: str, labels: np.ndarray, texts: Sequence[str], labe
                            ["confidence", "accuracy", "examples"])
     write_json(f"{directory}/confusion_matrices.json",
                {"labels": label_names, **{v: r["confusion_matrix"] for v, r in results.items()}})
-    write_predictions(f"{directory}/predictions.csv", labels, texts, label_names, probabilities)
 
 
-def write_predictions(path: str, labels: np.ndarray, texts: Sequence[str], label_names: list[str],
-                      probabilities: Mapping[str, np.ndarray]) -> None:
-    """One row per (variant, example): the true and predicted label, every class's probability, the text.
+class PredictionsWriter:
+    """The rows of predictions.csv, one variant at a time (see open_predictions)."""
+
+    def __init__(self, writer: Any, label_names: list[str]):
+        self._writer, self._names = writer, label_names
+
+    def write(self, variant: str, labels: np.ndarray, probabilities: np.ndarray, texts: Iterable[str]) -> None:
+        """One row per example of `variant`; `texts` (any iterable, e.g. streamed from the split) must hold
+        exactly one text per row of `probabilities`."""
+        names = self._names
+        predicted = probabilities.argmax(axis=1)
+        for i, (row, text) in enumerate(zip(probabilities, texts, strict=True)):
+            self._writer.writerow([i, variant, names[labels[i]], names[predicted[i]], *[f"{p:.6f}" for p in row],
+                                   text])
+
+
+@contextlib.contextmanager
+def open_predictions(path: str, label_names: list[str]) -> Iterator[PredictionsWriter]:
+    """predictions.csv, written variant by variant as each one's probabilities arrive (so no table of every
+    row is ever built) and put in place atomically when the block ends: one row per (variant, example) with
+    the true and predicted label, every class's probability and the text.
 
     Long format, so `df[df.variant == "finetune"]` or a groupby compares variants example by example.
     Probabilities are rounded to 6 decimals: enough to rank and calibrate, and stable text to diff.
     """
-    import csv
-
     columns = ["example", "variant", "label", "predicted", *[f"p_{name}" for name in label_names], "text"]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for variant, probs in probabilities.items():
-            predicted = probs.argmax(axis=1)
-            for i, row in enumerate(probs):
-                writer.writerow([i, variant, label_names[labels[i]], label_names[predicted[i]],
-                                 *[f"{p:.6f}" for p in row], texts[i]])
+    with streaming_csv(path, columns) as writer:
+        yield PredictionsWriter(writer, label_names)
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, float]:
