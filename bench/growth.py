@@ -3,6 +3,7 @@
     python -m bench.growth                         # 1x, 10x, 100x the default data.builtin.corpus_documents
     python -m bench.growth --scales 1,10,50        # fewer documents at the top (a slow or shared machine)
     python -m bench.growth --steps 20 --workers 2 --no-write
+    python -m bench.growth --scales 100 --append   # one more scale, merged into bench/GROWTH.json's rows
     python -m bench.growth --code /tmp/old-checkout --no-encode-check   # the stages of another checkout
 
 Each scale runs the real stage scripts (`python -m stages.download`, `stages.tokenize_data`,
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch projects")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "GROWTH.md")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of the output's .json for the scales not run now (same --code)")
     args = parser.parse_args(argv)
     scales = [float(s) for s in args.scales.split(",")]
     if not args.no_write and args.output.exists() and not args.output.is_file():
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="lmpipe-growth-", dir=args.work))
     results = {"machine": _machine(), "code": str(args.code), "steps": args.steps,
                "base_documents": base["data"]["builtin"]["corpus_documents"], "scales": []}
+    earlier = []
+    if args.append and args.output.with_suffix(".json").exists():
+        earlier = [row for row in json.loads(args.output.with_suffix(".json").read_text())["scales"]
+                   if row["scale"] not in scales]
     try:
         for scale in scales:
             project = work / f"x{scale:g}"
@@ -81,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    results["scales"] = sorted(earlier + results["scales"], key=lambda row: row["scale"])
     table = render(results)
     print(table)
     if not args.no_write:
