@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from lmpipe.text.packing import BlockPacker
 
 ENCODE_BATCH = 2048  # texts per call into the Rust encoder
-PACK_DOCUMENTS = 65_536  # documents read per step when packing a token file
+PACK_DOCUMENTS = 16_384  # documents read per step when packing a token file
 _COPY_BYTES = 8 << 20
 
 
