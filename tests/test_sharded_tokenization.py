@@ -205,3 +205,25 @@ def test_download_and_tokenize_stages_write_the_same_bytes_for_any_number_of_wor
     assert not [name for name in one if ".parts-" in name or ".lmpipe-tmp-" in name]  # no temporaries left
     sampled = _run_stages(tmp_path / "sampled", monkeypatch, workers=2, train_documents=50)
     assert sampled["data/tokenizer/tokenizer.json"] != one["data/tokenizer/tokenizer.json"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_training_from_memory_mapped_blocks_is_training_from_blocks_in_memory(tmp_path):
+    """Same losses, evaluations and weights: the rows a step indexes, and their (seed, step, example) masks, do not
+    depend on where the blocks live."""
+    import engine_worker as ew
+
+    from lmpipe.engine.distributed import Dist
+    from lmpipe.engine.loop import train
+
+    tokenizer, blocks = ew.load_data(ew.make_data(tmp_path / "data"))
+    write_blocks(tmp_path / "blocks.npy", blocks)
+    cfg = ew.train_params(steps=4, eval_every=2, log_every=1)
+    runs = []
+    for source in (blocks, read_blocks(tmp_path / "blocks.npy")):
+        objective = ew.mlm_objective(tokenizer, source)
+        result = train(objective, cfg, lr=1e-3, seed=3, dist_info=Dist())
+        runs.append((ew.plain(result.history), result.evals, objective.model.state_dict()))
+    (history, evals, weights), (mapped_history, mapped_evals, mapped_weights) = runs
+    assert mapped_history == history and mapped_evals == evals
+    assert all(torch.equal(weights[k], mapped_weights[k]) for k in weights)
