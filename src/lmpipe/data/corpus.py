@@ -227,21 +227,25 @@ class _PieceReader(io.TextIOBase):
     """A text stream over `_text_pieces`, so pandas parses a large CSV in chunks from the checked text."""
 
     def __init__(self, pieces: Iterator[tuple[int, str]]):
-        self.pieces, self.buffer = pieces, ""
+        self.pieces, self.current, self.position = pieces, "", 0
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> str:
-        while size is None or size < 0 or len(self.buffer) < size:
-            piece = next(self.pieces, None)
-            if piece is None:
-                break
-            self.buffer += piece[1]
-        if size is None or size < 0:
-            size = len(self.buffer)
-        text, self.buffer = self.buffer[:size], self.buffer[size:]
-        return text
+        whole = size is None or size < 0
+        parts, wanted = [], 0 if whole else size
+        while whole or wanted > 0:
+            if self.position >= len(self.current):
+                piece = next(self.pieces, None)
+                if piece is None:
+                    break
+                self.current, self.position = piece[1], 0
+            end = len(self.current) if whole else min(len(self.current), self.position + wanted)
+            parts.append(self.current[self.position:end])
+            wanted -= end - self.position
+            self.position = end
+        return "".join(parts)
 
 
 def _delimited_rows(path: Path, text_column: str, batch_documents: int) -> Iterator[tuple[int, list]]:
