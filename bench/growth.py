@@ -17,9 +17,9 @@ batches, no checkpoints) and tracking off. Per stage it records:
   share pages with their parent, which PSS divides among them);
 * bytes on disk of what the stage wrote (data/raw; data/tokenizer + data/tokenized; models/pretrained).
 
-Then, in the same run and on the same texts (the training documents of the shards the download stage wrote),
-encoding throughput: `lmpipe.text.sharded.encode_shards` (read the shards, encode in `--workers` processes, write
-the token file) against the raw `tokenizers` `Tokenizer.encode_batch` (and `encode_batch_fast`) over the texts
+Then, in the same run and on the same texts (the training documents of the shards the download stage wrote, or
+of the first `--encode-shards` of them), encoding throughput: `lmpipe.text.sharded.encode_shards` (read the shards,
+encode in `--workers` processes, write the token file) against the raw `tokenizers` `Tokenizer.encode_batch` (and `encode_batch_fast`) over the texts
 already in memory, in batches of 2048, results dropped. Tokens/s by wall time, and by CPU time (every process's
 user + system time: what the encoding costs, whatever else the machine runs).
 
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="tokenizer.workers (default: params.yaml)")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose stages run (src/ and stages/)")
     parser.add_argument("--no-encode-check", action="store_true", help="skip the encoding throughput comparison")
+    parser.add_argument("--encode-shards", type=int, default=None,
+                        help="compare encoding on the first N corpus shards only (default: every shard)")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch projects")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "GROWTH.md")
@@ -125,7 +127,7 @@ def _run_scale(project: Path, base: dict, scale: float, args: argparse.Namespace
             return row
     row["corpus_tokens"] = _corpus_tokens(project)
     if not args.no_encode_check:
-        row["encoding"] = _encoding_check(project, params["tokenizer"]["workers"], env)
+        row["encoding"] = _encoding_check(project, params["tokenizer"]["workers"], args.encode_shards, env)
     return row
 
 
@@ -211,11 +213,15 @@ from lmpipe.data.corpus import CorpusShards
 from lmpipe.text.packing import heldout_mask
 from lmpipe.text.sharded import ENCODE_BATCH, backend_tokenizer, encode_shards
 
-project, workers = Path(sys.argv[1]), int(sys.argv[2])
+project, workers, shards = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 params = __import__("yaml").safe_load((project / "params.yaml").read_text())
 tokenizer = AutoTokenizer.from_pretrained(project / "data/tokenizer")
 corpus = CorpusShards(project / "data/raw/corpus")
 heldout = heldout_mask(corpus.documents, params["tokenizer"]["heldout_fraction"], params["seed"])
+if shards:  # the first shards only: their documents, and the held-out cut over them
+    corpus.paths, corpus.counts = corpus.paths[:shards], corpus.counts[:shards]
+    corpus.starts = corpus.starts[:shards + 1]
+    heldout = heldout[:corpus.starts[-1]]
 
 def cpu():
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -250,8 +256,9 @@ print(json.dumps(result))
 """
 
 
-def _encoding_check(project: Path, workers: int, env: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", ENCODE_CHECK, str(project), str(workers)], cwd=project, env=env,
+def _encoding_check(project: Path, workers: int, shards: int | None, env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", ENCODE_CHECK, str(project), str(workers), str(shards or 0)],
+                         cwd=project, env=env,
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {"error": out.stderr[-2000:]}
@@ -259,7 +266,7 @@ def _encoding_check(project: Path, workers: int, env: dict) -> dict:
     for entry in result.values():
         entry["tokens_per_s"] = entry["tokens"] / entry["wall_s"]
         entry["tokens_per_cpu_s"] = entry["tokens"] / entry["cpu_s"] if entry["cpu_s"] else None
-    result["workers"] = workers
+    result["workers"], result["shards"] = workers, shards or "all"
     return result
 
 
@@ -303,7 +310,8 @@ def render(results: dict) -> str:
             ratio = f"{ours['tokens_per_s'] / raw['tokens_per_s']:.2f}"
             if ours["tokens_per_cpu_s"] and raw["tokens_per_cpu_s"]:
                 ratio += f" ({ours['tokens_per_cpu_s'] / raw['tokens_per_cpu_s']:.2f} by CPU)"
-            lines.append(f"| {row['scale']:g}x | {ours['tokens']:,} | {rate(ours)}, {e['workers']} workers "
+            shards = "" if e.get("shards", "all") == "all" else f" (first {e['shards']} shards)"
+            lines.append(f"| {row['scale']:g}x | {ours['tokens']:,}{shards} | {rate(ours)}, {e['workers']} workers "
                          f"| {rate(raw)} | {rate(e['raw_encode_batch_fast'])} | {ratio} |")
     if len(rows) > 1 and all("failed" not in row for row in rows):
         first = rows[0]
