@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     with Tracker("pretrain-clm", logged, experiment=params.tracking.experiment,
                  enabled=params.tracking.enabled and info.is_main) as tracker:
         tokenizer = load_tokenizer(TOKENIZER)
-        train_blocks = read_blocks(f"{TOKENIZED}/train.parquet")
-        heldout_blocks = read_blocks(f"{TOKENIZED}/heldout.parquet")
+        # Memory-mapped int64 .npy files: each process (DDP ranks included) reads only the rows its batches index.
+        train_blocks = read_blocks(f"{TOKENIZED}/train.npy")
+        heldout_blocks = read_blocks(f"{TOKENIZED}/heldout.npy")
         if train_blocks.shape[1] != params.model.context_length:
             raise ValueError(f"{TOKENIZED}: blocks of {train_blocks.shape[1]} tokens, but model.context_length is "
                              f"{params.model.context_length}: rerun tokenize-clm")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
             require_tracked(params.base_model, "base_model")
             model = load_causal_lm(params.base_model, params.model.context_length)
         if len(train_blocks) < cfg.train.batch_size:
-            raise ValueError(f"{TOKENIZED}/train.parquet: {len(train_blocks)} training blocks, fewer than one batch "
+            raise ValueError(f"{TOKENIZED}/train.npy: {len(train_blocks)} training blocks, fewer than one batch "
                              f"(pretrain.train.batch_size={cfg.train.batch_size}): lower the batch size or "
                              f"model.context_length, or give a larger corpus")
         if model.config.vocab_size < len(tokenizer):

@@ -1,21 +1,26 @@
-"""tokenize-clm: the corpus (the download stage's code) -> a byte-level BPE tokenizer (or a base model's) and
-packed next-token blocks in data/clm/."""
+"""tokenize-clm: the corpus (the download stage's code, streamed into temporary shards) -> a byte-level BPE
+tokenizer (or a base model's), token files and packed next-token blocks in data/clm/."""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 
 from lmpipe.config.clm_schema import CLM_PARAMS_FILE, load_clm_params
 from lmpipe.config.loader import to_dict
+from lmpipe.data.corpus import CorpusShards, write_corpus_shards
 from lmpipe.data.loading import load_data
 from lmpipe.io import atomic_outputs, atomic_path, write_json
 from lmpipe.models.load import base_context_length
 from lmpipe.stage import start
-from lmpipe.text.packing import pack_documents, split_heldout, write_blocks
+from lmpipe.text.packing import clm_packer, heldout_mask
+from lmpipe.text.sharded import encode_shards, pack_token_file, training_sample
 from lmpipe.text.tokenizers import load_base_tokenizer, train_bpe_tokenizer
 from lmpipe.tracking import Tracker
 
 TOKENIZER, TOKENIZED, REPORT = "data/clm/tokenizer", "data/clm/tokenized", "reports/clm/tokenize.json"
+# data/clm/tokenized/: {train,heldout}.npy (int64 blocks, memory-mapped by pretraining and evaluation) and their
+# token files {train,heldout}_ids.npy + _offsets.npy
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,27 +41,38 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"model.context_length {length} exceeds base_model {params.base_model!r}'s "
                                  f"{limit} positions")
             tokenizer.model_max_length = length
-        corpus = load_data(params.data, params.seed).corpus
-        # Sizes first, and everything in memory before anything is written (a small corpus changes nothing).
-        train_docs, heldout_docs = split_heldout(corpus, cfg.heldout_fraction, params.seed,
-                                                 source="the corpus (data:)")
-        if params.base_model is None:
-            tokenizer = train_bpe_tokenizer(train_docs, cfg, length)
-        train_blocks = pack_documents(tokenizer, train_docs, length, what=f"the {len(train_docs)} training documents")
-        heldout_blocks = pack_documents(tokenizer, heldout_docs, length,
-                                        what=f"the {len(heldout_docs)} held-out documents "
-                                             f"(tokenizer.heldout_fraction={cfg.heldout_fraction:g})")
-        stats = {"documents": len(corpus), "heldout_documents": len(heldout_docs), "vocab": len(tokenizer),
-                 "end_of_text": tokenizer.eos_token, "block_length": length,
-                 "train_blocks": int(len(train_blocks)), "heldout_blocks": int(len(heldout_blocks)),
-                 "train_tokens": int(train_blocks.size),
-                 "bytes_per_token": sum(len(t.encode()) for t in train_docs) / max(int(train_blocks.size), 1)}
-        # The tokenizer, the blocks and the report are replaced together: a kill or a full disk leaves the old set.
+        data = load_data(params.data, params.seed)
+        # Everything is written into temporaries that replace the outputs together at the end: a corpus too small
+        # for a block, or a failure anywhere, changes nothing.
         with (atomic_outputs(), atomic_path(TOKENIZER, directory=True) as tokenizer_dir,
               atomic_path(TOKENIZED, directory=True) as tokenized):
+            tokenized.mkdir()
+            shards = tempfile.TemporaryDirectory(prefix=".corpus-", dir=tokenized)
+            with shards:
+                write_corpus_shards(shards.name, data.corpus_batches(), params.data.shard_documents)
+                corpus = CorpusShards(shards.name)
+                heldout = heldout_mask(corpus.documents, cfg.heldout_fraction, params.seed,
+                                       source="the corpus (data:)")
+                if params.base_model is None:
+                    sample = training_sample(~heldout, cfg.train_documents, params.seed)
+                    tokenizer = train_bpe_tokenizer(corpus.selection(sample), cfg, length)
+                train_tokens, heldout_tokens = encode_shards(tokenizer, corpus.paths, heldout.astype("int8"),
+                                                             [tokenized / "train", tokenized / "heldout"],
+                                                             workers=cfg.workers)
+            what = {"train": f"the {train_tokens.documents} training documents",
+                    "heldout": f"the {heldout_tokens.documents} held-out documents "
+                               f"(tokenizer.heldout_fraction={cfg.heldout_fraction:g})"}
+            for name, tokens in (("train", train_tokens), ("heldout", heldout_tokens)):  # sizes before writing
+                clm_packer(tokenizer, length).count(tokens.tokens, tokens.nonempty, what[name])
+            blocks = {name: pack_token_file(tokens, clm_packer(tokenizer, length), tokenized / f"{name}.npy",
+                                            what[name])
+                      for name, tokens in (("train", train_tokens), ("heldout", heldout_tokens))}
+            stats = {"documents": corpus.documents, "heldout_documents": heldout_tokens.documents,
+                     "vocab": len(tokenizer), "end_of_text": tokenizer.eos_token, "block_length": length,
+                     "train_blocks": blocks["train"], "heldout_blocks": blocks["heldout"],
+                     "train_tokens": blocks["train"] * length,
+                     "bytes_per_token": train_tokens.text_bytes / max(blocks["train"] * length, 1)}
             tokenizer.save_pretrained(tokenizer_dir)
-            write_blocks(tokenized / "train.parquet", train_blocks)
-            write_blocks(tokenized / "heldout.parquet", heldout_blocks)
             write_json(REPORT, stats)
         tracker.log_metrics({k: v for k, v in stats.items() if isinstance(v, (int, float))})
 

@@ -20,7 +20,7 @@ from lmpipe.config.loader import (
     require_positive,
     require_probability,
 )
-from lmpipe.config.schema import MAX_SEQUENCE_LENGTH, DataParams, TrackingParams, TrainParams
+from lmpipe.config.schema import MAX_SEQUENCE_LENGTH, DataParams, TrackingParams, TrainParams, check_tokenizer_streaming
 
 CLM_PARAMS_FILE = "clm/params.yaml"  # relative to the repository root, where the clm stages run (wdir: ..)
 
@@ -31,8 +31,11 @@ class ClmTokenizerParams:
     min_frequency: int
     end_of_text: str  # separates packed documents; generation stops at it
     heldout_fraction: float  # whole corpus documents held out for perplexity
+    train_documents: int | None  # a seeded sample of the training documents trains the tokenizer; null: all
+    workers: int  # processes encoding the corpus shards (the output is the same for any number)
 
     def check(self, path: str) -> None:
+        check_tokenizer_streaming(self, path)
         _require(self.vocab_size >= 300, f"{path}.vocab_size", "must be >= 300 (256 bytes + merges + specials)")
         _require(self.min_frequency >= 1, f"{path}.min_frequency", "must be >= 1")
         _require(bool(self.end_of_text), f"{path}.end_of_text", "must not be empty")

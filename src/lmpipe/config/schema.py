@@ -10,6 +10,7 @@ impossible values before any stage does expensive work.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import re
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ MAX_SEQUENCE_LENGTH = 32_768  # attention holds length^2 scores per head and exa
 MAX_FORWARD_BATCH = 65_536  # one forward pass holds micro_batch_size x length activations per layer
 
 
-MAX_GENERATED_DOCUMENTS = 10_000_000  # the builtin generator builds every document in memory
+MAX_GENERATED_DOCUMENTS = 10_000_000  # the labelled splits are generated in memory; the corpus streams to shards
 
 
 MAX_TRAINED_PARAMETERS = 10_000_000_000  # 16 bytes each to train (fp32 weights, gradients, two AdamW moments)
@@ -61,7 +62,7 @@ class BuiltinData:
         for name in ("corpus_documents", "train_size", "validation_size", "test_size"):
             _require(getattr(self, name) > 0, f"{path}.{name}", "must be > 0")
             _require(getattr(self, name) <= MAX_GENERATED_DOCUMENTS, f"{path}.{name}",
-                     f"must be <= {MAX_GENERATED_DOCUMENTS:,} (the generator holds every document in memory)")
+                     f"must be <= {MAX_GENERATED_DOCUMENTS:,} (a guard against an extra zero or three)")
         _require(0 <= self.label_noise < 0.5, f"{path}.label_noise", "must be in [0, 0.5)")
 
 
@@ -72,7 +73,9 @@ class FilesData:
     validation: str | None  # null: carved from train (data.validation_fraction)
     text_column: str
     label_column: str
-    corpus: str | None  # null: pretrain on the train split's texts
+    # null: pretrain on the train split's texts; else a file, a glob, a directory of files (e.g. Parquet
+    # shards), or a list of these, read in order (see corpus_files)
+    corpus: str | list[str] | None
     corpus_text_column: str
 
 
@@ -101,6 +104,9 @@ class DataParams:
     # than a handful of examples
     strict_labels: bool
     max_corpus_documents: int | None
+    shard_documents: int  # corpus documents per Parquet shard of data/raw/corpus (the unit of parallel encoding)
+    clean_markup: bool  # HTML tags and entities (IMDB's <br />) replaced in every text (data/markup.py)
+    corpus_add_train: bool  # the training split's texts are appended to the corpus (never validation or test)
     builtin: BuiltinData
     files: FilesData
     hub: HubData
@@ -109,6 +115,13 @@ class DataParams:
         _require(0 < self.validation_fraction < 1, f"{path}.validation_fraction", "must be in (0, 1)")
         if self.max_corpus_documents is not None:
             _require(self.max_corpus_documents > 0, f"{path}.max_corpus_documents", "must be > 0 or null")
+        _require(self.shard_documents > 0, f"{path}.shard_documents", "must be > 0")
+        if self.corpus_add_train:
+            no_corpus = ((self.source == "files" and self.files.corpus is None)
+                         or (self.source == "hub" and self.hub.corpus_path is None))
+            _require(not no_corpus, f"{path}.corpus_add_train",
+                     "the corpus already is the training split's texts (no corpus is set): set it to false, or "
+                     f"name a corpus in {path}.{'files.corpus' if self.source == 'files' else 'hub.corpus_path'}")
         if self.label_names is not None:
             _require(len(self.label_names) >= 2, f"{path}.label_names", "needs at least 2 labels")
             _require(len(set(self.label_names)) == len(self.label_names), f"{path}.label_names", "must be unique")
@@ -116,16 +129,53 @@ class DataParams:
             for split in ("train", "test"):
                 _require(getattr(self.files, split) is not None, f"{path}.files.{split}",
                          "is required when data.source is 'files'")
-            for split in ("train", "test", "validation", "corpus"):
+            for split in ("train", "test", "validation"):
                 value = getattr(self.files, split)
                 if value is not None:
                     _require(Path(value).is_file(), f"{path}.files.{split}", f"file not found: {value}")
                     _require_tracked_data(value, f"{path}.files.{split}")
+            if self.files.corpus is not None:
+                entries = [self.files.corpus] if isinstance(self.files.corpus, str) else self.files.corpus
+                _require(len(entries) > 0, f"{path}.files.corpus", "an empty list; give files or null")
+                for i, entry in enumerate(entries):
+                    key = f"{path}.files.corpus" + (f"[{i}]" if isinstance(self.files.corpus, list) else "")
+                    try:
+                        files = corpus_files(entry)
+                    except FileNotFoundError as error:
+                        _require(False, key, str(error))
+                    _require_tracked_data(entry, key)
+                    for file in files:  # a symlink under data/external/ is followed by DVC too: not resolved
+                        _require_tracked_data(str(file), key)
         if self.source == "hub":  # a local dataset directory (hub ids pass) must be tracked like a file
             for key in ("path", "corpus_path"):
                 value = getattr(self.hub, key)
                 if value is not None and (value.startswith((".", "/", "~")) or Path(value).exists()):
                     _require_tracked_data(value, f"{path}.hub.{key}")
+
+
+CORPUS_FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
+
+
+def corpus_files(entry: str) -> list[Path]:
+    """The files one `data.files.corpus` entry names, in reading order: a file; a glob (`*`, `?`, `[...]`,
+    `**` for subdirectories), sorted by path; or a directory: its files of a supported type (hidden ones
+    skipped), sorted by name. FileNotFoundError when it names no file."""
+    if glob.has_magic(entry):
+        files = sorted(Path(match) for match in glob.glob(os.path.expanduser(entry), recursive=True)
+                       if Path(match).is_file())
+        if not files:
+            raise FileNotFoundError(f"no file matches {entry}")
+        return files
+    path = Path(entry).expanduser()
+    if path.is_dir():
+        files = sorted(child for child in path.iterdir() if child.is_file() and not child.name.startswith(".")
+                       and child.suffix.lower() in CORPUS_FILE_TYPES)
+        if not files:
+            raise FileNotFoundError(f"{entry} holds no {'/'.join(CORPUS_FILE_TYPES)} file")
+        return files
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {entry}")
+    return [path]
 
 
 def _require_tracked_data(value: str, path: str) -> None:
@@ -156,8 +206,11 @@ class TokenizerParams:
     max_length: int  # MLM block length and classification truncation, in tokens
     heldout_fraction: float  # corpus documents held out for masked-LM evaluation
     special_tokens: SpecialTokens
+    train_documents: int | None  # a seeded sample of the training documents trains the tokenizer; null: all
+    workers: int  # processes encoding the corpus shards (the output is the same for any number)
 
     def check(self, path: str) -> None:
+        check_tokenizer_streaming(self, path)
         _require(100 <= self.vocab_size <= MAX_VOCAB_SIZE, f"{path}.vocab_size",
                  f"must be in [100, {MAX_VOCAB_SIZE:,}] (the embeddings and the MLM head hold vocab_size x "
                  "model.hidden weights each)")
@@ -167,6 +220,13 @@ class TokenizerParams:
         _require(0 < self.heldout_fraction < 0.5, f"{path}.heldout_fraction", "must be in (0, 0.5)")
         tokens = dataclasses.asdict(self.special_tokens).values()
         _require(len(set(tokens)) == len(tokens), f"{path}.special_tokens", "must be distinct")
+
+
+def check_tokenizer_streaming(cfg: Any, path: str) -> None:
+    """The keys both pipelines' tokenizer sections share: the training sample and the encoding workers."""
+    if cfg.train_documents is not None:
+        _require(cfg.train_documents > 0, f"{path}.train_documents", "must be > 0 or null (every training document)")
+    _require(1 <= cfg.workers <= 256, f"{path}.workers", "must be in [1, 256]")
 
 
 @dataclass

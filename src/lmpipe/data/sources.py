@@ -50,8 +50,9 @@ def read_table(path: str | Path, text_column: str, label_column: str | None = No
 
 def load_corpus_file(path: str | Path, text_column: str = "text", max_documents: int | None = None) -> list[str]:
     """Unlabelled documents from a file; blank documents are skipped (WikiText has many)."""
-    frame = _read_frame(Path(path), text_column, None)
-    return _corpus(_validate_rows(frame, str(path), text_column, None, skip_blank=True), max_documents)
+    from lmpipe.data.corpus import capped, iter_corpus_file  # the streaming reader, whole
+
+    return [text for batch in capped(iter_corpus_file(path, text_column), max_documents) for text in batch]
 
 
 def load_labelled_files(
@@ -253,10 +254,10 @@ def load_corpus_hub(
     revision: str | None = None,
 ) -> list[str]:
     """Unlabelled documents from one split of a `datasets` dataset; blank documents are skipped."""
-    ds = _pick_split(_load_splits(path, name, revision), path, name, split)
-    source = _hub_source(path, name, split)
-    frame = _hub_frame(ds, source, [text_column])
-    return _corpus(_validate_rows(frame, source, text_column, None, skip_blank=True), max_documents)
+    from lmpipe.data.corpus import capped, iter_corpus_hub  # the streaming reader, whole
+
+    return [text for batch in capped(iter_corpus_hub(path, name, split, text_column, revision), max_documents)
+            for text in batch]
 
 
 def _load_splits(path: str, name: str | None, revision: str | None) -> dict[str, Any]:
@@ -537,8 +538,3 @@ def _with_validation(encoded: dict[str, pd.DataFrame], fraction: float, seed: in
         encoded["train"], encoded["validation"] = carve_validation(encoded["train"], fraction, seed)
     return {split: encoded[split] for split in SPLITS}
 
-
-def _corpus(frame: pd.DataFrame, max_documents: int | None) -> list[str]:
-    if max_documents is not None and max_documents < 1:
-        raise ValueError(f"max_documents must be positive or None, got {max_documents}")
-    return frame["text"].tolist()[:max_documents]

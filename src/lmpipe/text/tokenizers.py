@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
@@ -17,7 +17,7 @@ from lmpipe.config.clm_schema import ClmTokenizerParams
 from lmpipe.config.schema import TokenizerParams
 
 
-def train_tokenizer(texts: Sequence[str], cfg: TokenizerParams) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str] | Iterable[list[str]], cfg: TokenizerParams) -> PreTrainedTokenizerFast:
     """A BERT-style WordPiece tokenizer trained on `texts`, wrapped so `save_pretrained` writes tokenizer.json.
 
     Deterministic: the same texts and params give a byte-identical tokenizer.json in any process, with any
@@ -27,6 +27,7 @@ def train_tokenizer(texts: Sequence[str], cfg: TokenizerParams) -> PreTrainedTok
     reserves those pieces first, in sorted order (as special tokens, which the trainer numbers in the order
     given), and they are then turned back into ordinary vocabulary.
     """
+    _require_reiterable(texts)
     sp = cfg.special_tokens
     specials = [sp.pad, sp.unk, sp.cls, sp.sep, sp.mask]
     alphabet = _new_wordpiece(cfg)
@@ -74,11 +75,20 @@ def _only_added_tokens(tok: Tokenizer, keep: Sequence[str]) -> Tokenizer:
     return Tokenizer.from_str(json.dumps(state))
 
 
+def _require_reiterable(texts: Iterable) -> None:
+    """Training reads the texts (strings, or batches of strings: the trainer takes both) more than once: a list,
+    or a collection such as corpus shards whose every iteration starts over, not a one-shot iterator."""
+    if iter(texts) is texts:
+        raise TypeError("tokenizer training reads the texts twice: pass a list or a re-iterable collection, "
+                        "not an iterator")
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def train_bpe_tokenizer(texts: Sequence[str], cfg: ClmTokenizerParams, context_length: int) -> PreTrainedTokenizerFast:
+def train_bpe_tokenizer(texts: Iterable[str] | Iterable[list[str]], cfg: ClmTokenizerParams,
+                        context_length: int) -> PreTrainedTokenizerFast:
     """GPT-2's tokenizer design (byte-level BPE, no normaliser, no unknown token) trained on `texts`."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

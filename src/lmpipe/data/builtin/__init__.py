@@ -21,9 +21,9 @@ that the label is a function of the text.
 
 Modules: `lexicon` (word lists and the sentiment lexicon), `grammar` (clause and sentence builders),
 `generator` (reviews and the pretraining corpus). Public API: `LABEL_NAMES`, `generate_reviews`,
-`generate_corpus`.
+`generate_corpus`, `iter_corpus`.
 """
 
-from lmpipe.data.builtin.generator import LABEL_NAMES, generate_corpus, generate_reviews
+from lmpipe.data.builtin.generator import LABEL_NAMES, generate_corpus, generate_reviews, iter_corpus
 
-__all__ = ["LABEL_NAMES", "generate_corpus", "generate_reviews"]
+__all__ = ["LABEL_NAMES", "generate_corpus", "generate_reviews", "iter_corpus"]

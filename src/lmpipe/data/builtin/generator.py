@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Iterator
 
 import pandas as pd
 
@@ -44,7 +45,13 @@ def generate_reviews(n: int, seed: int, label_noise: float = 0.0) -> pd.DataFram
 
 
 def generate_corpus(n_documents: int, seed: int) -> list[str]:
-    """Unlabelled documents for masked-LM pretraining, 2-8 sentences each.
+    """Unlabelled documents for masked-LM pretraining, 2-8 sentences each: `iter_corpus` in one list."""
+    return [document for batch in iter_corpus(n_documents, seed) for document in batch]
+
+
+def iter_corpus(n_documents: int, seed: int, batch_documents: int = 10_000) -> Iterator[list[str]]:
+    """The documents of `generate_corpus(n_documents, seed)`, in the same order, as lists of at most
+    batch_documents, so a corpus larger than memory can be written out as it is generated.
 
     About 60% are reviews from the same grammar as `generate_reviews` (both polarities, labels
     dropped, sometimes with a plot summary attached); the rest are neutral descriptive texts (plot
@@ -53,24 +60,34 @@ def generate_corpus(n_documents: int, seed: int) -> list[str]:
     """
     if n_documents < 0:
         raise ValueError(f"n_documents must be >= 0, got {n_documents}")
-    rng = random.Random(f"lmpipe-corpus:{seed}")
-    documents = []
+    if batch_documents < 1:
+        raise ValueError(f"batch_documents must be >= 1, got {batch_documents}")
+    rng = random.Random(f"lmpipe-corpus:{seed}")  # one stream over all batches: batching changes nothing
+    documents: list[str] = []
     for _ in range(n_documents):
-        if rng.random() < 0.6:
-            film = Film.sample(rng)
-            sentences, _label = _review(rng, film)
-            extra = rng.choice((0, 0, 1, 2, 3))
-            if len(sentences) + extra < 2:
-                extra = 2 - len(sentences)
-            sentences = sentences + [plot_sentence(rng, film) for _ in range(extra)]
-            sentences = sentences[:8]
-        else:
-            film = Film.sample(rng)
-            n_sent = rng.randint(2, 8)
-            sentences = [filler(rng, film) if rng.random() < 0.4 else plot_sentence(rng, film)
-                         for _ in range(n_sent)]
-        documents.append(" ".join(sentences))
-    return documents
+        documents.append(_corpus_document(rng))
+        if len(documents) == batch_documents:
+            yield documents
+            documents = []
+    if documents:
+        yield documents
+
+
+def _corpus_document(rng: random.Random) -> str:
+    if rng.random() < 0.6:
+        film = Film.sample(rng)
+        sentences, _label = _review(rng, film)
+        extra = rng.choice((0, 0, 1, 2, 3))
+        if len(sentences) + extra < 2:
+            extra = 2 - len(sentences)
+        sentences = sentences + [plot_sentence(rng, film) for _ in range(extra)]
+        sentences = sentences[:8]
+    else:
+        film = Film.sample(rng)
+        n_sent = rng.randint(2, 8)
+        sentences = [filler(rng, film) if rng.random() < 0.4 else plot_sentence(rng, film)
+                     for _ in range(n_sent)]
+    return " ".join(sentences)
 
 
 def _review(rng: random.Random, film: Film | None = None) -> tuple[list[str], int]:
