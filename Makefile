@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 LOCK_VENV := .cache/lock-venv
 
-.PHONY: setup pipeline test bench lock clean
+.PHONY: setup pipeline test bench lock clean recipe
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ pipeline: setup
 	@test -d .git || git init -q
 	@test -d .dvc || $(BIN)/dvc init -q
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro --all-pipelines
+
+# The whole pipeline on a dataset, as one DVC experiment: make recipe RECIPE=imdb (recipes/imdb.yaml; the data
+# under data/external/, see docs/recipes.md). RECIPE_ARGS: e.g. --dry-run, --name imdb-2, --set key=value.
+recipe: setup
+	@test -n "$(RECIPE)" || { echo "usage: make recipe RECIPE=<name of a file in recipes/, e.g. imdb>"; exit 2; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmpipe.cli.recipe recipes/$(RECIPE).yaml $(RECIPE_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile

@@ -1,6 +1,7 @@
 """finetune / freeze-finetune / finetune-scratch: a classifier on a base model (this project's pretrained
 encoder, the same architecture from random weights, or any Hugging Face model with its own tokenizer);
-which weights train, at which learning rates, is a param (see lmpipe.finetuning).
+which weights train, at which learning rates, is a param (see lmpipe.finetune.strategies); strategy linear_probe
+trains nothing by gradient but fits a logistic regression on frozen features (lmpipe.finetune.probe).
 
 Usage: python -m stages.finetune finetune | freeze-finetune | finetune-scratch
 """
@@ -10,12 +11,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transformers import AutoTokenizer
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmpipe.config.loader import to_dict
-from lmpipe.config.schema import VARIANTS
+from lmpipe.config.schema import VARIANTS, FinetuneParams
 from lmpipe.engine import checkpoint, distributed, reports
 from lmpipe.engine.loop import train
+from lmpipe.engine.precision import resolve_precision
+from lmpipe.finetune.probe import HEAD_LAYOUTS, probe_metrics, run_linear_probe, write_probe_reports
 from lmpipe.finetune.saving import save_finetuned
 from lmpipe.finetune.strategies import (
     GradualUnfreezing,
@@ -64,6 +69,10 @@ def main() -> None:
                                                  cfg.head_fraction)
         val_ids, val_labels = encode_split(tokenizer, f"{RAW}/validation.parquet", max_length, cfg.truncation,
                                              cfg.head_fraction)
+        if cfg.strategy == "linear_probe":  # one process (check_stage_setup), no training loop
+            _fit_probe(stage, params.seed, cfg, model, tokenizer, label_names, max_length, (train_ids, train_labels),
+                       (val_ids, val_labels), tracker)
+            return
         model = apply_strategy(model, cfg, section)
         trainable, total = count_parameters(model)
         on_step = None
@@ -91,6 +100,25 @@ def main() -> None:
                                save_adapter=cfg.lora.save_adapter)
                 reports.write_training_reports(f"reports/{stage}", metrics, result, tracker)
     distributed.teardown()
+
+
+def _fit_probe(stage: str, seed: int, cfg: FinetuneParams, model: PreTrainedModel,
+               tokenizer: PreTrainedTokenizerBase, label_names: list[str], max_length: int,
+               train_split: tuple[list[np.ndarray], np.ndarray], val_split: tuple[list[np.ndarray], np.ndarray],
+               tracker: Tracker) -> None:
+    """strategy linear_probe: features once, a cross-validated logistic regression, saved as the final layer."""
+    run = run_linear_probe(model, *train_split, *val_split, num_labels=len(label_names),
+                           pad_token_id=tokenizer.pad_token_id, cfg=cfg, seed=seed, section=stage.replace("-", "_"))
+    final = model.get_submodule(HEAD_LAYOUTS[model.config.model_type].final)
+    dtype = resolve_precision(cfg.train.precision, next(model.parameters()).device)
+    metrics = probe_metrics(run, cfg, trainable=sum(p.numel() for p in final.parameters()),
+                            total=count_parameters(model)[1], max_length=max_length,
+                            precision=str(dtype or torch.float32).removeprefix("torch."))
+    preprocessing = {"max_length": max_length, "truncation": cfg.truncation, "head_fraction": cfg.head_fraction,
+                     "base_model": cfg.base_model}
+    with atomic_outputs():  # the classifier and its reports are replaced together, or not at all
+        save_finetuned(model, tokenizer, f"models/{stage}", preprocessing, label_names, save_adapter=False)
+        write_probe_reports(f"reports/{stage}", metrics, run, tracker)
 
 
 if __name__ == "__main__":

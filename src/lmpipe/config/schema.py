@@ -369,6 +369,31 @@ class LoraParams:
             _require(len(self.target_modules) > 0, f"{path}.target_modules", "must name at least one module or be null")
 
 
+@dataclass
+class ProbeParams:
+    """strategy linear_probe: features from the frozen encoder, once, then a logistic regression fitted with L-BFGS,
+    its C chosen by k-fold cross-validation on the training features (see finetune/probe.py)."""
+
+    # mean: over the real tokens (ModernBERT); first: the first ([CLS]) token (every architecture). The probe
+    # reads what the saved classifier's head computes, so only poolings a stock head computes are offered.
+    pooling: Literal["mean", "first"]
+    c_values: list[float]  # inverse L2 strengths tried by cross-validation (on standardised features)
+    cv_folds: int  # stratified folds of the train split that pick C
+    max_iter: int  # L-BFGS iterations per fit; a fit that stops here is reported as not converged
+    tol: float  # L-BFGS gradient tolerance
+    batch_size: int  # sequences per forward pass of the feature extraction
+
+    def check(self, path: str) -> None:
+        _require(len(self.c_values) > 0, f"{path}.c_values", "must list at least one value")
+        _require(all(c > 0 for c in self.c_values), f"{path}.c_values", "values must be > 0")
+        _require(len(set(self.c_values)) == len(self.c_values), f"{path}.c_values", "must not repeat a value")
+        _require(2 <= self.cv_folds <= 100, f"{path}.cv_folds", "must be in [2, 100]")
+        _require(self.max_iter > 0, f"{path}.max_iter", "must be > 0")
+        _require(0 < self.tol < 1, f"{path}.tol", "must be in (0, 1)")
+        _require(0 < self.batch_size <= MAX_FORWARD_BATCH, f"{path}.batch_size",
+                 f"must be in [1, {MAX_FORWARD_BATCH:,}] (sequences per forward pass)")
+
+
 BASE_MODEL_KEYWORDS = ("pretrained", "scratch")
 
 
@@ -382,13 +407,15 @@ class FinetuneParams:
     # own tokenizer then encodes the labelled data.
     base_model: str
     base_revision: str | None  # hub ids: the commit/tag to pin (reproducibility); null: the default branch
+    # linear_probe: no gradient training; a logistic regression on frozen features becomes the final layer
     strategy: Literal["full", "frozen_encoder", "freeze_embeddings", "freeze_bottom", "gradual_unfreezing",
-                      "lora"]
+                      "lora", "linear_probe"]
     freeze_layers: int  # freeze_bottom: how many encoder layers from the bottom stay frozen
     unfreeze_every: float  # gradual_unfreezing: one more layer group (from the top) every this many units
     unfreeze_unit: Literal["steps", "epochs"]
     layer_lr_decay: float  # layer-wise lr decay: layer i of L gets decay**(L - i), embeddings decay**(L+1)
     lora: LoraParams
+    probe: ProbeParams
     # null: plain cross-entropy; balanced: n / (classes * count[c]) from the train split; or one weight per class
     class_weights: Literal["balanced"] | list[float] | None
     max_length: int | None  # tokens per example; null: tokenizer.max_length

@@ -77,6 +77,8 @@ def apply_strategy(model: PreTrainedModel, cfg: FinetuneParams, section: str = "
 
     gradual_unfreezing leaves every parameter trainable here, so the optimizer holds them all; the
     GradualUnfreezing hook then freezes and releases layers by step (see there)."""
+    if cfg.strategy == "linear_probe":
+        raise ValueError("linear_probe trains nothing by gradient: its head is fitted (lmpipe.finetune.probe)")
     if cfg.strategy == "lora":
         return apply_lora(model, cfg.lora, f"{section}.lora")
     if cfg.strategy == "freeze_bottom":
@@ -207,5 +209,8 @@ def check_stage_setup(cfg: FinetuneParams, section: str, world: int, repo: Path 
         raise ParamsError(f"{section}.strategy: gradual_unfreezing runs in one process only (DDP fixes the "
                           f"trained parameters when it wraps the model); run without torchrun, or pick another "
                           f"strategy")
+    if cfg.strategy == "linear_probe" and world > 1:
+        raise ParamsError(f"{section}.strategy: linear_probe runs in one process (one forward pass over the data, "
+                          f"then a fit on the CPU); run without torchrun")
     if cfg.base_model not in ("pretrained", "scratch"):
         require_tracked(cfg.base_model, f"{section}.base_model", repo)
