@@ -4,7 +4,7 @@
     python -m bench.growth --scales 1,10,50        # fewer documents at the top (a slow or shared machine)
     python -m bench.growth --steps 20 --workers 2 --no-write
     python -m bench.growth --scales 100 --append   # one more scale, merged into bench/GROWTH.json's rows
-    python -m bench.growth --code /tmp/old-checkout --no-encode-check   # the stages of another checkout
+    python -m bench.growth --code ../old-checkout --no-encode-check   # the stages of another checkout
 
 Each scale runs the real stage scripts (`python -m stages.download`, `stages.tokenize_data`,
 `stages.pretrain_mlm`), one after the other, in a scratch project: params.yaml of this repository with

@@ -170,20 +170,20 @@ CASES = [
     # 6: small or odd corpora (the previous tokenizer and blocks must survive)
     Case("6-one-document-corpus", "stage", stage="download+tokenize",
          params={"data": {"builtin": {"corpus_documents": 1}}},
-         error="data/raw/corpus.parquet: 1 document(s); tokenizer.heldout_fraction=0.02 holds out 1, leaving none",
-         creates=("data/raw", "data/raw/corpus.parquet", "data/raw/train.parquet", "data/raw/validation.parquet",
+         error="data/raw/corpus: 1 document(s); tokenizer.heldout_fraction=0.02 holds out 1, leaving none",
+         creates=("data/raw", "data/raw/corpus", "data/raw/corpus/shard-00000.parquet", "data/raw/train.parquet", "data/raw/validation.parquet",
                   "data/raw/test.parquet", "data/raw/labels.json", "reports", "reports/data.json")),
     Case("6-36-document-corpus", "stage", stage="download+tokenize",
          params={"data": {**FILES, "files": {**FILES["files"], "corpus": "data/external/corpus.txt"}}},
          files={"data/external/train.csv": GOOD_TEST, "data/external/test.csv": GOOD_TEST,
                 "data/external/corpus.txt": "".join(f"short document number {i}\n" for i in range(36))},
-         error="data/raw/corpus.parquet: the 1 held-out documents (tokenizer.heldout_fraction=0.02) hold 6 tokens, "
+         error="data/raw/corpus: the 1 held-out documents (tokenizer.heldout_fraction=0.02) hold 6 tokens, "
                "fewer than one block of 32",
-         creates=("data/raw", "data/raw/corpus.parquet", "data/raw/train.parquet", "data/raw/validation.parquet",
+         creates=("data/raw", "data/raw/corpus", "data/raw/corpus/shard-00000.parquet", "data/raw/train.parquet", "data/raw/validation.parquet",
                   "data/raw/test.parquet", "data/raw/labels.json", "reports", "reports/data.json")),
     Case("6-fewer-blocks-than-a-batch", "stage", stage="pretrain_mlm",
          params={"pretrain": {"train": {"batch_size": 4096}}},
-         error="data/tokenized/mlm_train.parquet: 1188 training blocks, fewer than one batch "
+         error="data/tokenized/mlm_train.npy: 1188 training blocks, fewer than one batch "
                "(pretrain.train.batch_size=4096)"),
     # 7: params, wherever they are read
     Case("7-duplicate-key", "params", edit=("seed: 42\n", "seed: 42\nseed: 7\n"),
@@ -327,7 +327,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     weights = paths["broken_model"] / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a download cut short
     clm_tokenizer = train_bpe_tokenizer(TEXTS * 4, ClmTokenizerParams(
-        vocab_size=300, min_frequency=1, end_of_text="<|endoftext|>", heldout_fraction=0.1), 32)
+        vocab_size=300, min_frequency=1, end_of_text="<|endoftext|>", heldout_fraction=0.1, train_documents=None,
+        workers=1), 32)
     gpt = GPT2LMHeadModel(GPT2Config(vocab_size=len(clm_tokenizer), n_positions=32, n_embd=16, n_layer=1, n_head=2,
                                      bos_token_id=clm_tokenizer.eos_token_id, eos_token_id=clm_tokenizer.eos_token_id))
     paths["clm"] = root / "clm"

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_repo_params_files_are_valid():
     params = load_params(ROOT / "params.yaml")
     assert params.pretrain.lr > 0
-    assert params.freeze_finetune.strategy == "frozen_encoder"
+    assert params.freeze_finetune.strategy == "linear_probe"
     assert load_clm_params(ROOT / "clm" / "params.yaml").pretrain.lr > 0
 
 
