@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 import yaml
@@ -18,6 +17,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertFo
 from lmpipe.config.loader import ParamsError
 from lmpipe.config.schema import load_params
 from lmpipe.data.builtin import generate_corpus
+from lmpipe.data.corpus import write_corpus_shards
 from lmpipe.text.tokenizers import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,8 +36,7 @@ def _params(path: Path, init_from: str | None) -> Path:
 @pytest.fixture()
 def workdir(tmp_path) -> Path:
     corpus = generate_corpus(300, seed=1)
-    (tmp_path / "data/raw").mkdir(parents=True)
-    pd.DataFrame({"text": corpus}).to_parquet(tmp_path / "data/raw/corpus.parquet")
+    write_corpus_shards(tmp_path / "data/raw/corpus", [corpus], shard_documents=128)  # as the download stage does
     tokenizer = train_tokenizer(corpus, tokenizer_params(vocab_size=300, max_length=32, min_frequency=1))
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -51,8 +50,9 @@ def workdir(tmp_path) -> Path:
 def test_init_from_continues_mlm_training_of_the_given_model(workdir):
     _params(workdir / "params.yaml", "data/external/tiny-bert")
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "stages.pretrain_mlm"], cwd=workdir, env=env, check=True,
-                   capture_output=True, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "stages.pretrain_mlm"], cwd=workdir, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
 
     out = workdir / "models/pretrained"
     trained = AutoModelForMaskedLM.from_pretrained(out)
