@@ -439,3 +439,32 @@ def test_rank_zero_logs(env, client, monkeypatch):
     with Tracker("finetune", experiment=env) as t:
         pass
     assert client.get_run(t.run_id).info.status == "FINISHED"
+
+
+def test_stages_starting_together_on_a_new_store_all_log(tmp_path):
+    """`dvc queue start -j 2`: stages of two experiments open a store that does not exist yet at the same moment.
+    Unserialised, MLflow's table creation and migrations race and leave a store that no run can open again."""
+    db = tmp_path / "store" / "mlflow.db"
+    start_at = time.time() + 8  # after every process has imported mlflow
+    code = (
+        "import sys, time, warnings\n"
+        "from lmpipe.tracking import Tracker, TrackingWarning\n"
+        "warnings.simplefilter('error', TrackingWarning)\n"
+        f"time.sleep(max(0.0, {start_at} - time.time()))\n"
+        "with Tracker(f'stage-{sys.argv[1]}', experiment='together') as t:\n"
+        "    t.log_metrics({'loss': 1.0}, step=1)\n"
+    )
+    env = {**{k: v for k, v in os.environ.items() if k not in ENV_VARS}, "MLFLOW_TRACKING_URI": f"sqlite:///{db}",
+           "LMPIPE_PIPELINE_RUN": "together", "PYTHONPATH": str(ROOT / "src")}
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                                  text=True) for i in range(3)]
+    errors = [p.communicate(timeout=180)[1] for p in processes]
+    failures = [error[-2000:] for p, error in zip(processes, errors) if p.returncode != 0]
+    assert not failures, failures
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("together").experiment_id], "tags.lmpipe_role = 'stage'")
+    assert sorted(r.data.tags["stage"] for r in runs) == ["stage-0", "stage-1", "stage-2"]
+    assert all(r.data.metrics == {"loss": 1.0} for r in runs)

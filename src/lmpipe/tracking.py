@@ -141,6 +141,18 @@ def _check_store(uri: str) -> None:
         raise PermissionError(f"sqlite store {path}: not writable")
 
 
+def _store_lock(uri: str) -> contextlib.AbstractContextManager:
+    """Held while MLflow opens a sqlite store: two stages starting at once on a new file (`dvc queue start -j 2`)
+    would both create and migrate its tables, and the loser leaves a store no later run can open."""
+    db = _sqlite_file(uri)
+    if db is None:
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{db}.lock", timeout=120)
+
+
 class Tracker:
     """One MLflow run for one stage, as a context manager; nothing in it raises into the stage."""
 
@@ -234,8 +246,9 @@ class Tracker:
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
-        self._client = client = MlflowClient(tracking_uri=uri)
-        experiment_id = self._experiment_id(uri)
+        with _store_lock(uri):
+            self._client = client = MlflowClient(tracking_uri=uri)
+            experiment_id = self._experiment_id(uri)
         root = repo_root()
         commit, pipeline = git_commit(root), pipeline_run_id(root)
         common = {"git_commit": commit, "mlflow.source.git.commit": commit, "pipeline_run": pipeline}
