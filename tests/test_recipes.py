@@ -34,12 +34,7 @@ def test_every_recipe_is_listed():
     assert RECIPES == ["imdb", "sst2"]
 
 
-@pytest.mark.parametrize("recipe", [
-    pytest.param("imdb", marks=pytest.mark.xfail(
-        strict=True, raises=RecipeError,
-        reason="data.files.test is still required: IMDB's files have no test split (docs/recipes.md)")),
-    "sst2",
-])
+@pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_is_valid_params(recipe, tmp_path, monkeypatch):
     overrides = read_recipe(ROOT / "recipes" / f"{recipe}.yaml")
     monkeypatch.chdir(_workspace(tmp_path, overrides))
@@ -47,6 +42,13 @@ def test_recipe_is_valid_params(recipe, tmp_path, monkeypatch):
     params = load_params("params.yaml", overrides)
     assert params.data.source == "files" and params.data.files.train.startswith(f"data/external/{recipe}/")
     assert params.model.max_position >= params.tokenizer.max_length
+
+
+def test_imdb_carves_test_and_validation_and_pretrains_on_unlabelled_plus_train_reviews():
+    overrides = read_recipe(ROOT / "recipes" / "imdb.yaml")
+    assert overrides["data.files.test"] is None and overrides["data.test_fraction"] > 0
+    assert overrides["evaluate.split"] == "validation" and overrides["data.clean_markup"] is True
+    assert overrides["data.files.corpus"] == "data/external/imdb/unsup.txt" and overrides["data.corpus_add_train"]
 
 
 def test_sst2_scores_dev_and_pretrains_on_its_own_training_text():

@@ -235,6 +235,36 @@ def test_load_labelled_files_with_and_without_validation(tmp_path):
     assert splits["validation"]["label"].tolist() == [0, 1] * 3
 
 
+def test_a_source_without_test_split_has_test_then_validation_carved_from_train(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("review,sentiment\n" + "".join(f"review {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40)))
+    splits, label_map = load_labelled_files(str(train), None, None, "review", "sentiment", None, 0.2, 3,
+                                            test_fraction=0.1)
+    assert list(splits) == ["train", "validation", "test"] and label_map == ["neg", "pos"]
+    assert [len(splits[s]) for s in splits] == [28, 8, 4]  # fractions of the file's 40 rows
+    assert all(splits[s]["label"].value_counts().tolist() == [len(splits[s]) // 2] * 2 for s in splits)
+    texts = [set(frame["text"]) for frame in splits.values()]
+    assert set.union(*texts) == {f"review {i}" for i in range(40)} and sum(map(len, texts)) == 40
+    again, _ = load_labelled_files(str(train), None, None, "review", "sentiment", None, 0.2, 3, test_fraction=0.1)
+    for split in splits:
+        pd.testing.assert_frame_equal(splits[split], again[split])
+
+    with pytest.raises(DataError, match=re.escape(f"{train}: the source has no test split; set data.test_fraction")):
+        load_labelled_files(str(train), None, None, "review", "sentiment", None, 0.2, 3)
+    with pytest.raises(DataError, match="cannot carve a 0.5 validation fraction after the test split from 20 "):
+        load_labelled_files(str(train), None, None, "review", "sentiment", None, 0.5, 3, test_fraction=0.5)
+
+
+def test_a_given_test_split_leaves_the_validation_carve_unchanged(tmp_path):
+    train, test = tmp_path / "train.tsv", tmp_path / "test.tsv"
+    for path, n in ((train, 30), (test, 6)):
+        path.write_text("sentence\tlabel\n" + "".join(f"s {i}\t{i % 2}\n" for i in range(n)), encoding="utf-8")
+    splits, _ = load_labelled_files(str(train), str(test), None, "sentence", "label", None, 0.2, 5, test_fraction=0.3)
+    frame = read_table(train, "sentence", "label")
+    part, validation = carve_validation(frame.assign(label=frame["label"].astype(int)), 0.2, seed=5)
+    assert splits["validation"]["text"].tolist() == validation["text"].tolist() and len(splits["test"]) == 6
+
+
 # ----------------------------------------------------------------------------- datasets
 
 

@@ -69,7 +69,7 @@ class BuiltinData:
 @dataclass
 class FilesData:
     train: str | None
-    test: str | None
+    test: str | None  # null: carved from train (data.test_fraction)
     validation: str | None  # null: carved from train (data.validation_fraction)
     text_column: str
     label_column: str
@@ -85,7 +85,7 @@ class HubData:
     name: str | None
     revision: str | None
     train_split: str
-    test_split: str
+    test_split: str | None  # null: carved from train (data.test_fraction)
     validation_split: str | None
     text_column: str
     label_column: str
@@ -99,6 +99,7 @@ class HubData:
 class DataParams:
     source: Literal["builtin", "files", "hub"]
     validation_fraction: float
+    test_fraction: float  # carved from train only where the source has no test split
     label_names: list[str] | None  # explicit id -> name order; null: inferred from the train split
     # true: refuse (not only warn about) train classes that differ only by case or spaces, or that have fewer
     # than a handful of examples
@@ -113,6 +114,9 @@ class DataParams:
 
     def check(self, path: str) -> None:
         _require(0 < self.validation_fraction < 1, f"{path}.validation_fraction", "must be in (0, 1)")
+        _require(0 < self.test_fraction < 1, f"{path}.test_fraction", "must be in (0, 1)")
+        _require(self.validation_fraction + self.test_fraction < 1, f"{path}.test_fraction",
+                 f"plus validation_fraction ({self.validation_fraction:g}) must leave rows to train on (< 1)")
         if self.max_corpus_documents is not None:
             _require(self.max_corpus_documents > 0, f"{path}.max_corpus_documents", "must be > 0 or null")
         _require(self.shard_documents > 0, f"{path}.shard_documents", "must be > 0")
@@ -126,9 +130,7 @@ class DataParams:
             _require(len(self.label_names) >= 2, f"{path}.label_names", "needs at least 2 labels")
             _require(len(set(self.label_names)) == len(self.label_names), f"{path}.label_names", "must be unique")
         if self.source == "files":
-            for split in ("train", "test"):
-                _require(getattr(self.files, split) is not None, f"{path}.files.{split}",
-                         "is required when data.source is 'files'")
+            _require(self.files.train is not None, f"{path}.files.train", "is required when data.source is 'files'")
             for split in ("train", "test", "validation"):
                 value = getattr(self.files, split)
                 if value is not None:

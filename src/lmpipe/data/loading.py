@@ -45,7 +45,8 @@ def load_data(cfg: DataParams, seed: int) -> LoadedData:
         splits, names = sources.load_labelled_files(
             train=f.train, test=f.test, validation=f.validation, text_column=f.text_column,
             label_column=f.label_column, label_names=cfg.label_names,
-            validation_fraction=cfg.validation_fraction, seed=seed, strict_labels=cfg.strict_labels)
+            validation_fraction=cfg.validation_fraction, seed=seed, strict_labels=cfg.strict_labels,
+            test_fraction=cfg.test_fraction)
         if f.corpus is not None:
             entries = [f.corpus] if isinstance(f.corpus, str) else f.corpus
             paths = [path for entry in entries for path in corpus_files(entry)]
@@ -60,7 +61,7 @@ def load_data(cfg: DataParams, seed: int) -> LoadedData:
             path=h.path, name=h.name, train_split=h.train_split, test_split=h.test_split,
             validation_split=h.validation_split, text_column=h.text_column, label_column=h.label_column,
             label_names=cfg.label_names, validation_fraction=cfg.validation_fraction, seed=seed,
-            revision=h.revision, strict_labels=cfg.strict_labels)
+            revision=h.revision, strict_labels=cfg.strict_labels, test_fraction=cfg.test_fraction)
         if h.corpus_path is not None:
             def source() -> Iterator[list[str]]:
                 return iter_corpus_hub(h.corpus_path, h.corpus_name, h.corpus_split, h.corpus_text_column,

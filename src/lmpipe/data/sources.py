@@ -57,7 +57,7 @@ def load_corpus_file(path: str | Path, text_column: str = "text", max_documents:
 
 def load_labelled_files(
     train: str,
-    test: str,
+    test: str | None,
     validation: str | None,
     text_column: str,
     label_column: str,
@@ -65,8 +65,11 @@ def load_labelled_files(
     validation_fraction: float,
     seed: int,
     strict_labels: bool = False,
+    *,
+    test_fraction: float | None = None,
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Read the split files; label map from TRAIN (or `label_names`); carve validation if not given.
+    """Read the split files; label map from TRAIN (or `label_names`); carve test (`test_fraction`, required
+    then) and validation from train where not given (see `carve_held_out`).
 
     Suspicious train classes (see check_classes) are logged, or refused with `strict_labels`."""
     paths = {"train": train, "validation": validation, "test": test}
@@ -75,7 +78,7 @@ def load_labelled_files(
     encoded = {split: encode_labels(frame, label_map, str(paths[split])) for split, frame in raw.items()}
     check_classes(raw["train"]["label"] if label_names is None else None, encoded["train"]["label"], label_map,
                   str(train), label_column, strict_labels)
-    return _with_validation(encoded, validation_fraction, seed), label_map
+    return carve_held_out(encoded, validation_fraction, test_fraction, seed, str(train)), label_map
 
 
 def _read_frame(path: Path, text_column: str, label_column: str | None) -> pd.DataFrame:
@@ -202,7 +205,7 @@ def load_labelled_hub(
     path: str,
     name: str | None,
     train_split: str,
-    test_split: str,
+    test_split: str | None,
     validation_split: str | None,
     text_column: str,
     label_column: str,
@@ -211,6 +214,8 @@ def load_labelled_hub(
     seed: int,
     revision: str | None = None,
     strict_labels: bool = False,
+    *,
+    test_fraction: float | None = None,
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Like `load_labelled_files`, via `datasets` (hub id, data directory or save_to_disk directory).
 
@@ -242,7 +247,7 @@ def load_labelled_hub(
     inferred = class_names is None and label_names is None
     check_classes(frames["train"]["label"] if inferred else None, encoded["train"]["label"], label_map,
                   sources["train"], label_column, strict_labels)
-    return _with_validation(encoded, validation_fraction, seed), label_map
+    return carve_held_out(encoded, validation_fraction, test_fraction, seed, sources["train"]), label_map
 
 
 def load_corpus_hub(
@@ -512,29 +517,44 @@ def _as_int(value: Any) -> int | None:
 
 def carve_validation(train: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Deterministic (stratified where possible) split of `train` into (train, validation), in file order."""
-    from sklearn.model_selection import train_test_split  # lazy: sklearn import is slow
-
     if not 0 < fraction < 1:
         raise ValueError(f"validation fraction must be between 0 and 1, got {fraction}")
-    n_val = math.ceil(fraction * len(train))
-    n_train = len(train) - n_val
-    if n_val == 0 or n_train == 0:
-        raise DataError(f"cannot carve a {fraction:g} validation fraction from {len(train)} training rows")
+    return _carve(train, math.ceil(fraction * len(train)), seed, f"a {fraction:g} validation fraction")
+
+
+def _carve(train: pd.DataFrame, n_out: int, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split  # lazy: sklearn import is slow
+
+    n_train = len(train) - n_out
+    if n_out == 0 or n_train <= 0:
+        raise DataError(f"cannot carve {what} from {len(train)} training rows")
     counts = train["label"].value_counts() if "label" in train else pd.Series(dtype=int)
     # sklearn refuses to stratify with a singleton class or with fewer rows per side than classes.
-    stratify = len(counts) > 0 and counts.min() >= 2 and min(n_val, n_train) >= len(counts)
-    train_idx, val_idx = train_test_split(
-        np.arange(len(train)), test_size=n_val, random_state=seed,
+    stratify = len(counts) > 0 and counts.min() >= 2 and min(n_out, n_train) >= len(counts)
+    train_idx, out_idx = train_test_split(
+        np.arange(len(train)), test_size=n_out, random_state=seed,
         stratify=train["label"].to_numpy() if stratify else None,
     )
     # Sorting keeps the original row order inside each part; membership is what the seed decides.
     return (train.iloc[np.sort(train_idx)].reset_index(drop=True),
-            train.iloc[np.sort(val_idx)].reset_index(drop=True))
+            train.iloc[np.sort(out_idx)].reset_index(drop=True))
 
 
-def _with_validation(encoded: dict[str, pd.DataFrame], fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Splits in the order train, validation, test; validation carved from train when absent."""
+def carve_held_out(encoded: dict[str, pd.DataFrame], validation_fraction: float, test_fraction: float | None,
+                   seed: int, source: str) -> dict[str, pd.DataFrame]:
+    """Splits in the order train, validation, test. A missing test split is carved from train first
+    (test_fraction of its rows, seed + 1), then a missing validation split (validation_fraction of the original
+    train rows, seed): with a test split given, validation is what carve_validation alone would carve."""
+    total = len(encoded["train"])
+    if "test" not in encoded:
+        if test_fraction is None:
+            raise DataError(f"{source}: the source has no test split; set data.test_fraction to carve one")
+        encoded["train"], encoded["test"] = _carve(encoded["train"], math.ceil(test_fraction * total), seed + 1,
+                                                   f"a {test_fraction:g} test fraction")
     if "validation" not in encoded:
-        encoded["train"], encoded["validation"] = carve_validation(encoded["train"], fraction, seed)
+        encoded["train"], encoded["validation"] = _carve(
+            encoded["train"], math.ceil(validation_fraction * total), seed,
+            f"a {validation_fraction:g} validation fraction" + (" after the test split" if total > len(
+                encoded["train"]) else ""))
     return {split: encoded[split] for split in SPLITS}
 
