@@ -1,0 +1,1 @@
+"""Command-line tools: lmpipe-predict, lmpipe-generate and the recipe runner."""

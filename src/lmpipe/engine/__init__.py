@@ -1,0 +1,1 @@
+"""The one training engine: loop, state, schedule, precision, objectives, checkpoints, distributed runs."""

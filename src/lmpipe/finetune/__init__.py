@@ -1,0 +1,1 @@
+"""Fine-tuning: freezing strategies, the linear probe, LoRA, and saving the classifier."""

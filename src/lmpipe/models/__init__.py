@@ -1,0 +1,1 @@
+"""Models: built from params, loaded from and saved as Hugging Face directories."""
