@@ -1,9 +1,9 @@
 """Evaluate memory: peak RSS and wall time of the `evaluate` stage as the scored split grows, before and after
 streaming evaluate (commit 513a34e, issue 17 item 7).
 
-    nice -n 19 python -m bench.evaluate_memory                          # 2,500 and 25,000 IMDB reviews
-    nice -n 19 python -m bench.evaluate_memory --sizes 1000,5000 --no-write
-    nice -n 19 python -m bench.evaluate_memory --before-code ../wt-before   # an existing checkout of 513a34e^
+    nice -n 19 python -m bench.evaluate_memory --data data/external/imdb/train.csv   # 2,500 and 25,000 reviews
+    nice -n 19 python -m bench.evaluate_memory --data ... --sizes 1000,5000 --no-write
+    nice -n 19 python -m bench.evaluate_memory --data ... --before-code DIR   # an existing checkout of 513a34e^
 
 For each code version ("before": 513a34e^, exported with `git archive` unless --before-code names a checkout;
 "after": this checkout) a scratch project is built: params.yaml of THAT version with data.source files
@@ -39,7 +39,6 @@ import yaml
 from bench.growth import _machine, _measure
 
 ROOT = Path(__file__).resolve().parent.parent
-IMDB = Path("/work/shared/data/imdb/train.csv")
 BEFORE = "513a34e^"
 BUILD = (("download", "stages.download"), ("tokenize", "stages.tokenize_data"),
          ("pretrain-mlm", "stages.pretrain_mlm"), ("finetune", "stages.finetune finetune"),
@@ -51,7 +50,7 @@ BEGIN, END = "<!-- evaluate:begin -->", "<!-- evaluate:end -->"
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="2500,25000", help="rows of the scored (test) split, ascending")
-    parser.add_argument("--data", type=Path, default=IMDB, help="IMDB CSV (review,sentiment); test = its first rows")
+    parser.add_argument("--data", type=Path, required=True, help="IMDB CSV (review,sentiment); test = its first rows")
     parser.add_argument("--train-rows", type=int, default=2000, help="training reviews (a seeded sample)")
     parser.add_argument("--steps", type=int, default=10, help="pretraining steps (fine-tuning: half, at least 2)")
     parser.add_argument("--before", default=BEFORE, help="git revision of the 'before' code")
