@@ -282,6 +282,11 @@ def test_hub_save_to_disk_with_class_label(tmp_path, offline_datasets):
     assert [len(splits[s]) for s in ("train", "validation", "test")] == [8, 2, 4]
     assert splits["test"]["text"].tolist()[0] == "review 100"
     assert splits["test"]["label"].tolist() == [0, 1, 0, 1]
+    # no test split named: carved from train like the files source does, never read from "test"
+    carved, _ = load_labelled_hub(str(saved), None, "train", None, None, "text", "label", None, 0.2, 0,
+                                  test_fraction=0.2)
+    assert [len(carved[s]) for s in ("train", "validation", "test")] == [6, 2, 2]
+    assert all(int(text.split()[1]) < 10 for frame in carved.values() for text in frame["text"])
 
     with pytest.raises(DataError, match=r"no such split; available splits: \['test', 'train', 'unsupervised'\]"):
         load_labelled_hub(str(saved), None, "train", "test", "validation", "text", "label", None, 0.2, 0)
