@@ -232,3 +232,20 @@ def test_linear_probe_is_not_a_gradient_strategy_and_runs_in_one_process(encoder
         apply_strategy(load_classifier(encoders["bert"], LABELS), cfg)
     with pytest.raises(ParamsError, match="freeze_finetune.strategy: linear_probe runs in one process"):
         check_stage_setup(cfg, "freeze_finetune", world=2)
+
+
+def test_the_pooling_bench_reproduces_the_stage_features(encoders, one_thread):
+    """bench/probe_pooling.py measures poolings the stage cannot save (max, mean_max, earlier layers); its `mean` and
+    `first` rows must be the very features the stage's probe fits, or its comparison says nothing."""
+    from bench.probe_pooling import pooled_features
+
+    ids, _ = _data(30)
+    for pooling in ("mean", "first"):
+        model = load_classifier(encoders["modernbert"], LABELS)
+        stage = extract_features(model, prepare_probe_head(model, pooling), ids, 0, batch_size=7, precision="fp32")
+        bench = pooled_features(model.model, ids, 0, batch_size=7)
+        np.testing.assert_allclose(bench[pooling], stage, rtol=1e-4, atol=1e-5)
+    assert set(bench) == {"first", "mean", "max", "mean_max", "mean of layer 1"}  # 2 layers: the last is `mean`
+    np.testing.assert_array_equal(bench["mean_max"], np.hstack([bench["mean"], bench["max"]]))
+    alone = pooled_features(model.model, ids[:1], 0, batch_size=7)  # no padding: the max is over real tokens only
+    np.testing.assert_allclose(alone["max"][0], bench["max"][0], rtol=1e-4, atol=1e-5)
