@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     from lmpipe.config.schema import load_params
     from lmpipe.engine.accel.cpu_kernels import keep_freed_memory
     from lmpipe.finetune.probe import evaluate_probe, fit_probe
+    from lmpipe.io import read_json
     from lmpipe.text.encoding import encode_split
 
     params = load_params(args.params)
@@ -53,13 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     splits = {name: encode_split(tokenizer, f"{args.data}/{name}.parquet", max_length, cfg.truncation,
                                  cfg.head_fraction) for name in ("train", "validation")}
     started = time.perf_counter()
-    features = {name: pooled_features(encoder, ids, tokenizer.pad_token_id, cfg.probe.batch_size)
-                for name, (ids, _) in splits.items()}
+    features = {name: pooled_features(encoder, ids, tokenizer.pad_token_id, cfg.probe.batch_size,
+                                      cfg.train.precision) for name, (ids, _) in splits.items()}
     extract_seconds = time.perf_counter() - started
     print(json.dumps({"extract_seconds": round(extract_seconds, 1),
                       "examples": {k: len(v[0]) for k, v in splits.items()}}), flush=True)
 
-    num_labels = int(max(splits["train"][1].max(), splits["validation"][1].max())) + 1
+    num_labels = len(read_json(f"{args.data}/labels.json"))
     rows = []
     for pooling in features["train"]:
         started = time.perf_counter()
@@ -77,17 +78,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @torch.no_grad()
-def pooled_features(encoder: torch.nn.Module, ids: list[np.ndarray], pad_token_id: int,
-                    batch_size: int) -> dict[str, np.ndarray]:
-    """Every pooling of every example (rows in the order of `ids`), in one pass batched by length."""
+def pooled_features(encoder: torch.nn.Module, ids: list[np.ndarray], pad_token_id: int, batch_size: int,
+                    precision: str = "fp32") -> dict[str, np.ndarray]:
+    """Every pooling of every example (rows in the order of `ids`), in one pass batched by length, on the CPU
+    under the engine's autocast for `precision` (as the stage extracts its features)."""
     from lmpipe.engine.distributed import layer_stack
     from lmpipe.engine.objectives.base import pad_batch
+    from lmpipe.engine.precision import resolve_precision
 
     layers = layer_stack(encoder)
     captured: list[torch.Tensor] = []
     hooks = [layer.register_forward_hook(lambda module, args, output: captured.append(
         output[0] if isinstance(output, tuple) else output)) for layer in layers[:-1]]
     eps = getattr(encoder.config, "norm_eps", 1e-5)
+    dtype = resolve_precision(precision, torch.device("cpu"))
     order = np.argsort([len(x) for x in ids], kind="stable")
     out: dict[str, np.ndarray] = {}
     try:
@@ -95,23 +99,28 @@ def pooled_features(encoder: torch.nn.Module, ids: list[np.ndarray], pad_token_i
             chunk = order[start:start + batch_size]
             batch = pad_batch([ids[i] for i in chunk], pad_token_id)
             captured.clear()
-            final = encoder(**batch).last_hidden_state  # after the final norm, as the classifier pools it
-            mask = batch["attention_mask"].unsqueeze(-1).to(final.dtype)
-            mean = (final * mask).sum(1) / mask.sum(1)
-            pooled = {"first": final[:, 0], "mean": mean,
-                      "max": final.masked_fill(mask == 0, float("-inf")).amax(1)}
-            for k, hidden in enumerate(captured, start=1):
-                pooled[f"mean of layer {k}"] = (hidden * mask).sum(1) / mask.sum(1)
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                final = encoder(**batch).last_hidden_state  # after the final norm, as the classifier pools it
+            mask = batch["attention_mask"].unsqueeze(-1)
+            pooled = {"first": final[:, 0].float(), "mean": _masked_mean(final, mask),
+                      "max": final.float().masked_fill(mask == 0, float("-inf")).amax(1)}
+            pooled.update({f"mean of layer {k}": _masked_mean(hidden, mask)
+                           for k, hidden in enumerate(captured, start=1)})
             normed = {name: F.layer_norm(v, v.shape[-1:], eps=eps) for name, v in pooled.items()}
             normed["mean_max"] = torch.cat([normed["mean"], normed["max"]], dim=-1)
             for name, value in normed.items():
                 if name not in out:
                     out[name] = np.zeros((len(ids), value.shape[-1]), dtype=np.float32)
-                out[name][chunk] = value.float().numpy()
+                out[name][chunk] = value.numpy()
     finally:
         for hook in hooks:
             hook.remove()
     return out
+
+
+def _masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean over the real tokens (mask: batch x tokens x 1)."""
+    return (states.float() * mask).sum(1) / mask.sum(1)
 
 
 if __name__ == "__main__":
