@@ -117,7 +117,8 @@ def _fit_probe(stage: str, seed: int, cfg: FinetuneParams, model: PreTrainedMode
     preprocessing = {"max_length": max_length, "truncation": cfg.truncation, "head_fraction": cfg.head_fraction,
                      "base_model": cfg.base_model}
     with atomic_outputs():  # the classifier and its reports are replaced together, or not at all
-        save_finetuned(model, tokenizer, f"models/{stage}", preprocessing, label_names, save_adapter=False)
+        save_finetuned(model, tokenizer, f"models/{stage}", preprocessing, label_names, save_adapter=False,
+                       tables={"probe_cv.csv": run.probe.cv})
         write_probe_reports(f"reports/{stage}", metrics, run, tracker)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from repo_params import finetune_params, lora_params, params_with, tokenizer_params, train_params
+from repo_params import finetune_params, lora_params, model_params, params_with, tokenizer_params, train_params
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -35,8 +35,9 @@ from lmpipe.finetune.strategies import (
     make_objective,
     unfreeze_period_steps,
 )
-from lmpipe.models.build import count_parameters
-from lmpipe.models.load import load_classifier
+from lmpipe.models.build import build_masked_lm, count_parameters
+from lmpipe.models.load import effective_max_length, load_classifier
+from lmpipe.models.save import save_model
 from lmpipe.text.encoding import encode_labelled, encode_split
 from lmpipe.text.tokenizers import train_tokenizer
 
@@ -465,3 +466,22 @@ def test_head_tail_truncation_keeps_both_ends():
     assert words[1:5] == ["the", "plot", "was", "dull"] and words[-4:-1] == ["acting", "was", "superb"]
     assert tokenizer.convert_ids_to_tokens(head[0])[1:5] == words[1:5] and "superb" not in tokenizer.convert_ids_to_tokens(head[0])
     assert both[1] == head[1]  # short documents are untouched
+
+
+@pytest.mark.parametrize("architecture", ["modernbert", "bert", "roberta-prelayernorm"])
+def test_a_saved_encoder_takes_its_positions_not_its_pretraining_block_length(architecture, tmp_path, caplog):
+    """Pretrained on 16-token blocks with 48 positions: fine-tuning may read 48 tokens (finetune.max_length), and a
+    longer request is cut at 48 with a warning, not silently at the block length."""
+    tokenizer = _tokenizer()  # model_max_length 16: tokenizer.max_length, the MLM block length
+    model = build_masked_lm(model_params(architecture=architecture, layers=1, hidden=32, heads=2, intermediate=64,
+                                         max_position=48), tokenizer)
+    save_model(model, tokenizer, tmp_path / "pretrained")
+    assert tokenizer.model_max_length == 16  # the caller's tokenizer is left as it was
+    saved = AutoTokenizer.from_pretrained(tmp_path / "pretrained")
+    classifier = load_classifier(str(tmp_path / "pretrained"), LABELS)
+    assert saved.model_max_length == 48
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lmpipe.models.load"):
+        assert effective_max_length(48, saved, classifier) == 48 and not caplog.records
+        assert effective_max_length(64, saved, classifier) == 48
+    assert "max_length 64 requested; the model takes at most 48 tokens" in caplog.text

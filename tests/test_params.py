@@ -86,6 +86,7 @@ def test_dvc_written_exponent_is_read_as_float(tmp_path):
         ({"finetune": {"train": {"epochs": 2, "steps": 10}}}, "finetune.train: set exactly one budget"),
         ({"pretrain": {"train": {"batch_size": 10, "micro_batch_size": 3}}}, "pretrain.train.micro_batch_size: must divide"),
         ({"tokenizer": {"max_length": 256}}, "model.max_position: must be >= tokenizer.max_length"),
+        ({"finetune_scratch": {"max_length": 256}}, "finetune_scratch.max_length: must be <= model.max_position (128)"),
         ({"data": {"source": "files"}}, "data.files.train: is required"),
         ({"data": {"source": "files", "files": {"train": "nope.csv", "test": "nope.csv"}}},
          "data.files.train: file not found: nope.csv"),

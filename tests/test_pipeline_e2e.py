@@ -53,6 +53,10 @@ def test_every_stage_writes_its_outputs(repo):
         assert (repo / f"reports/{variant}/train_curve.csv").read_text().startswith("step,loss")
     frozen = json.loads((repo / "reports/freeze-finetune/metrics.json").read_text())
     assert frozen["trainable_fraction"] < 0.2
+    # strategy linear_probe: the score of every C tried is kept with the classifier it chose
+    probe_cv = list(csv.DictReader((repo / "models/freeze-finetune/probe_cv.csv").open()))
+    assert len(probe_cv) == len(yaml.safe_load((repo / "params.yaml").read_text())["freeze_finetune"]["probe"]["c_values"])
+    assert frozen["probe_c"] in {float(row["c"]) for row in probe_cv}
 
     evaluation = json.loads((repo / "reports/evaluate/metrics.json").read_text())
     baseline = json.loads((repo / "reports/baseline/metrics.json").read_text())["test"]
@@ -154,6 +158,22 @@ def test_lr_change_reruns_only_finetuning_and_evaluate(repo):
 def test_vocab_change_reruns_tokenize_and_after(repo):
     set_params(repo / "params.yaml", {"tokenizer": {"vocab_size": 380}})
     assert ran(run(repo, "dvc", "repro")) == set(STAGES) - {"download", "baseline"}
+
+
+def test_params_that_ran_before_are_restored_from_the_run_cache(repo):
+    """Back to the first run's vocabulary: tokenize, pretraining and the variants come out of DVC's run cache (lr is
+    still the earlier test's, which ran too); only evaluate, whose plain git-tracked outputs DVC does not
+    run-cache, runs again."""
+    telemetry = (repo / "reports/pretrain/telemetry.json").read_bytes()  # the 380-token run's time: no DVC output
+    set_params(repo / "params.yaml", {"tokenizer": {"vocab_size": 400}})
+    output = run(repo, "dvc", "repro")
+    assert ran(output) == {"check-params", "evaluate"}
+    for stage in ("tokenize", "pretrain-mlm", "finetune", "freeze-finetune", "finetune-scratch"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in output
+    assert (repo / "reports/pretrain/telemetry.json").read_bytes() == telemetry  # restored, not trained again
+    assert git(repo, "status", "--porcelain", "reports/pretrain", "reports/tokenize.json") == ""  # the first run's
+    AutoModelForMaskedLM.from_pretrained(repo / "models/pretrained")
+    assert "up to date" in run(repo, "dvc", "status")
 
 
 def test_source_change_reruns_the_stages_that_import_it(repo):

@@ -514,6 +514,9 @@ class Params:
             # model.layers describes this project's encoder only; another base model (also one pretrained from
             # pretrain.init_from) is checked on load.
             own_encoder = ft.base_model == "scratch" or (ft.base_model == "pretrained" and self.pretrain.init_from is None)
+            if own_encoder and ft.max_length is not None:
+                _require(ft.max_length <= self.model.max_position, f"{section}.max_length",
+                         f"must be <= model.max_position ({self.model.max_position}), the encoder's longest input")
             if ft.strategy == "freeze_bottom" and own_encoder:
                 _require(1 <= ft.freeze_layers <= self.model.layers, f"{section}.freeze_layers",
                          f"must be in [1, model.layers={self.model.layers}] for strategy freeze_bottom")

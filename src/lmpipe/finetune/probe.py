@@ -284,15 +284,15 @@ def probe_metrics(run: ProbeRun, cfg: FinetuneParams, *, trainable: int, total: 
 
 def write_probe_reports(directory: str | Path, metrics: dict[str, Any], run: ProbeRun, tracker: Any) -> None:
     """The files a gradient-trained variant writes, so the pipeline's plots and comparisons read the probe alike:
-    the "curves" hold one point, the final fit (step: its L-BFGS iterations; no learning rate); probe_cv.csv holds
-    the cross-validation score of every C tried."""
+    the "curves" hold one point, the final fit (step: its L-BFGS iterations; no learning rate). The cross-validation
+    score of every C tried is saved with the classifier (stages/finetune.py), so every strategy's report files are
+    the same."""
     write_json(f"{directory}/metrics.json", metrics)
     write_json(f"{directory}/telemetry.json", run.telemetry)
     write_rows_csv(f"{directory}/train_curve.csv", [{"step": run.probe.iterations, "loss": run.probe.train_loss,
                                                      "lr": None, "tokens": run.train_tokens}],
                    columns=TRAIN_CURVE_COLUMNS)
     write_rows_csv(f"{directory}/eval_curve.csv", [{"step": run.probe.iterations, **run.validation}])
-    write_rows_csv(f"{directory}/probe_cv.csv", run.probe.cv)
     numbers = {k: v for k, v in {**metrics, **run.telemetry}.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tracker.log_metrics(numbers)

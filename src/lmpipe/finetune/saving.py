@@ -9,7 +9,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from lmpipe.finetune.lora import is_peft, plain_model
-from lmpipe.io import atomic_path, read_json, write_json
+from lmpipe.io import atomic_path, read_json, write_json, write_rows_csv
 from lmpipe.text.encoding import encode_split
 
 ADAPTER_DIR = "adapter"  # models/<stage>/adapter: the LoRA adapter with the head (peft format)
@@ -19,9 +19,11 @@ PREPROCESSING_FILE = "lmpipe_preprocessing.json"  # how the model's inputs were 
 
 
 def save_finetuned(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path,
-                   preprocessing: dict, label_names: list[str], save_adapter: bool = True) -> None:
+                   preprocessing: dict, label_names: list[str], save_adapter: bool = True,
+                   tables: dict[str, list[dict]] | None = None) -> None:
     """models/<stage>: always a plain Hugging Face classification directory (LoRA merged), which
-    AutoModelForSequenceClassification loads; a LoRA run also writes its adapter with the head to adapter/."""
+    AutoModelForSequenceClassification loads; a LoRA run also writes its adapter with the head to adapter/.
+    `tables`: CSV files saved with the classifier (file name -> rows), e.g. how a probe chose its head."""
     model = getattr(model, "module", model)
     with atomic_path(path, directory=True) as tmp:
         plain_model(model).save_pretrained(tmp, safe_serialization=True)
@@ -30,6 +32,8 @@ def save_finetuned(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: s
         if is_peft(model) and save_adapter:
             model.save_pretrained(str(Path(tmp) / ADAPTER_DIR), safe_serialization=True)
             write_json(Path(tmp) / ADAPTER_DIR / "labels.json", label_names)
+        for name, rows in (tables or {}).items():
+            write_rows_csv(Path(tmp) / name, rows)
 
 
 def encode_for_model(model_dir: str | Path, path: str | Path, tokenizer: PreTrainedTokenizerBase | None = None

@@ -123,12 +123,16 @@ def load_classifier(path: str | Path, label_names: list[str], classifier_dropout
 
 
 def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
-    """The requested length, capped by what the model's positions allow (e.g. 512 for bert-base)."""
+    """The requested length, capped by what the model's positions allow (e.g. 512 for bert-base), with a warning."""
     limit = getattr(tokenizer, "model_max_length", None) or math.inf
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and model.config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
         positions -= (model.config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
-    return int(min(requested, limit if limit < 1e9 else math.inf, positions or math.inf))
+    length = int(min(requested, limit if limit < 1e9 else math.inf, positions or math.inf))
+    if length < requested:
+        log.warning("max_length %d requested; the model takes at most %d tokens (positions %s, tokenizer "
+                    "model_max_length %s): examples are cut at %d", requested, length, positions, limit, length)
+    return length
 
 
 class ModelDirError(ValueError):

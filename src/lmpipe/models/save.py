@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import (
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmpipe.io import atomic_path
 
 
+def position_limit(config: PretrainedConfig) -> int | None:
+    """The longest input the model's positions allow (n_positions / max_position_embeddings); None if unstated."""
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            if config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
+                value -= (config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
+            return value
+    return None
+
+
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, path: str | Path) -> None:
-    """Write a Hugging Face directory (config.json, model.safetensors, tokenizer files) atomically."""
+    """Write a Hugging Face directory (config.json, model.safetensors, tokenizer files) atomically.
+
+    The saved tokenizer's model_max_length is the model's position limit, not the block length it trained on
+    (tokenizer.max_length): fine-tuning reads up to model.max_position tokens, as AutoTokenizer users expect."""
     model = getattr(model, "module", model)  # unwrap DDP
     with atomic_path(path, directory=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+            trained_length, limit = tokenizer.model_max_length, position_limit(model.config)
+            tokenizer.model_max_length = limit or trained_length
+            try:
+                tokenizer.save_pretrained(tmp)
+            finally:
+                tokenizer.model_max_length = trained_length
