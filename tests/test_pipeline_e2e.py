@@ -55,7 +55,8 @@ def test_every_stage_writes_its_outputs(repo):
     assert frozen["trainable_fraction"] < 0.2
     # strategy linear_probe: the score of every C tried is kept with the classifier it chose
     probe_cv = list(csv.DictReader((repo / "models/freeze-finetune/probe_cv.csv").open()))
-    assert len(probe_cv) == len(yaml.safe_load((repo / "params.yaml").read_text())["freeze_finetune"]["probe"]["c_values"])
+    probe_params = yaml.safe_load((repo / "params.yaml").read_text())["freeze_finetune"]["probe"]
+    assert len(probe_cv) == len(probe_params["c_values"])
     assert frozen["probe_c"] in {float(row["c"]) for row in probe_cv}
 
     evaluation = json.loads((repo / "reports/evaluate/metrics.json").read_text())
@@ -164,7 +165,7 @@ def test_params_that_ran_before_are_restored_from_the_run_cache(repo):
     """Back to the first run's vocabulary: tokenize, pretraining and the variants come out of DVC's run cache (lr is
     still the earlier test's, which ran too); only evaluate, whose plain git-tracked outputs DVC does not
     run-cache, runs again."""
-    telemetry = (repo / "reports/pretrain/telemetry.json").read_bytes()  # the 380-token run's time: no DVC output
+    telemetry = (repo / "reports/pretrain/telemetry.json").read_bytes()  # the 380-word vocabulary's run: no DVC output
     set_params(repo / "params.yaml", {"tokenizer": {"vocab_size": 400}})
     output = run(repo, "dvc", "repro")
     assert ran(output) == {"check-params", "evaluate"}
