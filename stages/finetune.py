@@ -34,7 +34,7 @@ from lmpipe.finetune.strategies import (
 from lmpipe.io import atomic_outputs, read_json
 from lmpipe.models.build import count_parameters
 from lmpipe.models.load import effective_max_length, load_classifier, load_error
-from lmpipe.stage import checkpoint_dir, start
+from lmpipe.stage import checkpoint_dir, seed_everything, start
 from lmpipe.text.encoding import encode_split
 from lmpipe.tracking import Tracker
 
@@ -51,9 +51,11 @@ def main() -> None:
     cfg = params.finetune_section(stage)
     check_stage_setup(cfg, section, info.world)
     lr = params.lr * cfg.lr_scale
+    seed = params.seed if cfg.seed is None else cfg.seed
+    seed_everything(seed)  # the head (scratch: every weight) is initialised from it, before train() reseeds
     source, scratch = base_source(cfg, PRETRAINED)
     requested_length = cfg.max_length or params.tokenizer.max_length
-    logged = {"seed": params.seed, "lr": params.lr, "max_length": requested_length, section: to_dict(cfg)}
+    logged = {"seed": seed, "lr": params.lr, "max_length": requested_length, section: to_dict(cfg)}
     with Tracker(stage, logged, experiment=params.tracking.experiment,
                  enabled=params.tracking.enabled and info.is_main) as tracker:
         label_names = read_json(f"{RAW}/labels.json")
@@ -70,7 +72,7 @@ def main() -> None:
         val_ids, val_labels = encode_split(tokenizer, f"{RAW}/validation.parquet", max_length, cfg.truncation,
                                              cfg.head_fraction)
         if cfg.strategy == "linear_probe":  # one process (check_stage_setup), no training loop
-            _fit_probe(stage, params.seed, cfg, model, tokenizer, label_names, max_length, (train_ids, train_labels),
+            _fit_probe(stage, seed, cfg, model, tokenizer, label_names, max_length, (train_ids, train_labels),
                        (val_ids, val_labels), tracker)
             return
         model = apply_strategy(model, cfg, section)
@@ -82,7 +84,7 @@ def main() -> None:
                                    pad_token_id=tokenizer.pad_token_id, cfg=cfg, section=section)
         inputs = [path for path in (source, RAW) if Path(path).exists()]  # a hub id is named by `logged`
         fingerprint = checkpoint.fingerprint(stage, logged, inputs)
-        result = train(objective, cfg.train, lr=lr, seed=params.seed, dist_info=info, tracker=tracker,
+        result = train(objective, cfg.train, lr=lr, seed=seed, dist_info=info, tracker=tracker,
                        checkpoint_dir=checkpoint_dir(stage, fingerprint), keep_best=True, desc=stage,
                        lr_scale=layer_lr_scale(model, cfg.layer_lr_decay), on_step=on_step,
                        lr_key=f"lr (this stage trains at lr x {section}.lr_scale)")

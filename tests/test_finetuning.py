@@ -36,7 +36,7 @@ from lmpipe.finetune.strategies import (
     unfreeze_period_steps,
 )
 from lmpipe.models.build import build_masked_lm, count_parameters
-from lmpipe.models.load import effective_max_length, load_classifier
+from lmpipe.models.load import effective_max_length, load_classifier, position_limit
 from lmpipe.models.save import save_model
 from lmpipe.text.encoding import encode_labelled, encode_split
 from lmpipe.text.tokenizers import train_tokenizer
@@ -466,6 +466,18 @@ def test_head_tail_truncation_keeps_both_ends():
     assert words[1:5] == ["the", "plot", "was", "dull"] and words[-4:-1] == ["acting", "was", "superb"]
     assert tokenizer.convert_ids_to_tokens(head[0])[1:5] == words[1:5] and "superb" not in tokenizer.convert_ids_to_tokens(head[0])
     assert both[1] == head[1]  # short documents are untouched
+
+
+@pytest.mark.parametrize("config, limit", [
+    ({"model_type": "gpt2", "n_positions": 64}, 64),
+    ({"model_type": "bert", "max_position_embeddings": 64}, 64),
+    ({"model_type": "roberta", "max_position_embeddings": 66, "pad_token_id": 1}, 64),  # positions from pad + 1
+])
+def test_position_limit_reads_each_architectures_field(config, limit):
+    from transformers import AutoConfig, PretrainedConfig
+
+    assert position_limit(AutoConfig.for_model(**config)) == limit
+    assert position_limit(PretrainedConfig()) is None  # no stated limit
 
 
 @pytest.mark.parametrize("architecture", ["modernbert", "bert", "roberta-prelayernorm"])

@@ -91,6 +91,7 @@ def test_dvc_written_exponent_is_read_as_float(tmp_path):
         ({"data": {"source": "files", "files": {"train": "nope.csv", "test": "nope.csv"}}},
          "data.files.train: file not found: nope.csv"),
         ({"freeze_finetune": {"strategy": "freeze_bottom", "freeze_layers": 9}}, "freeze_finetune.freeze_layers"),
+        ({"finetune_scratch": {"seed": -1}}, "finetune_scratch.seed: must be >= 0 or null"),
         ({"data": {"builtin": {"label_noise": 0.7}}}, "data.builtin.label_noise: must be in [0, 0.5)"),
         ({"data": {"test_fraction": 0}}, "data.test_fraction: must be in (0, 1)"),
         ({"data": {"validation_fraction": 0.5, "test_fraction": 0.5}},

@@ -191,6 +191,20 @@ def test_a_module_no_stage_but_evaluate_imports_reruns_evaluate_only(repo):
     assert ran(run(repo, "dvc", "repro")) == {"evaluate"}
 
 
+def test_a_variants_own_seed_reruns_only_that_variant_on_the_same_splits(repo):
+    """finetune_scratch.seed retrains the scratch control alone (a new random encoder, dropout and batch order), on
+    the splits the top-level seed carved: what repeating one variant over seeds needs."""
+    before = {stage: json.loads((repo / f"reports/{stage}/metrics.json").read_text())
+              for stage in ("finetune", "finetune-scratch")}
+    splits = (repo / "data/raw/validation.parquet").read_bytes()
+    set_params(repo / "params.yaml", {"finetune_scratch": {"seed": 7}})
+    assert ran(run(repo, "dvc", "repro")) == {"check-params", "finetune-scratch", "evaluate"}
+    after = json.loads((repo / "reports/finetune-scratch/metrics.json").read_text())
+    assert after["validation_loss"] != before["finetune-scratch"]["validation_loss"]
+    assert json.loads((repo / "reports/finetune/metrics.json").read_text()) == before["finetune"]
+    assert (repo / "data/raw/validation.parquet").read_bytes() == splits
+
+
 def test_exp_run_with_lr_as_written(repo):
     commit(repo, "after reruns")
     output = run(repo, "dvc", "exp", "run", "-S", "lr=2e-5")

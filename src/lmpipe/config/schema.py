@@ -424,12 +424,16 @@ class FinetuneParams:
     truncation: Literal["head", "head_tail"]  # head_tail: first and last tokens (Sun et al. 2019)
     head_fraction: float  # head_tail: the share of max_length taken from the start of the document
     lr_scale: float  # this stage's learning rate is the top-level `lr` times this
+    # this stage's random head (scratch: every weight), dropout and batch order; null: the top-level seed, which
+    # also carves the data, so only this lets a user repeat one variant over seeds on the same splits
+    seed: int | None
     metric: Literal["accuracy", "f1_macro", "loss"]  # the validation metric that picks the best checkpoint
     classifier_dropout: float
     train: TrainParams
 
     def check(self, path: str) -> None:
         _require(self.lr_scale > 0, f"{path}.lr_scale", "must be > 0")
+        _require(self.seed is None or self.seed >= 0, f"{path}.seed", "must be >= 0 or null")
         _require(self.freeze_layers >= 0, f"{path}.freeze_layers", "must be >= 0")
         _require(0 <= self.classifier_dropout < 1, f"{path}.classifier_dropout", "must be in [0, 1)")
         _require(self.unfreeze_every > 0, f"{path}.unfreeze_every", "must be > 0")

@@ -10,6 +10,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -23,10 +24,19 @@ def base_context_length(base_model: str) -> int:
         config = AutoConfig.from_pretrained(base_model)
     except (OSError, ValueError) as error:
         raise ValueError(f"base_model {base_model!r}: cannot load its config: {error}") from None
+    return position_limit(config) or 2 ** 31  # unstated: relative positions, no hard limit
+
+
+def position_limit(config: PretrainedConfig) -> int | None:
+    """The longest input the model's positions allow (n_positions / max_position_embeddings / n_ctx); None if
+    unstated."""
     for name in ("n_positions", "max_position_embeddings", "n_ctx"):
-        if isinstance(getattr(config, name, None), int):
-            return getattr(config, name)
-    return 2 ** 31  # relative positions (e.g. rotary): no hard limit
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            if config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
+                value -= (config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
+            return value
+    return None
 
 
 def load_causal_lm(path: str, context_length: int | None = None) -> PreTrainedModel:
@@ -125,9 +135,7 @@ def load_classifier(path: str | Path, label_names: list[str], classifier_dropout
 def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
     """The requested length, capped by what the model's positions allow (e.g. 512 for bert-base), with a warning."""
     limit = getattr(tokenizer, "model_max_length", None) or math.inf
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if positions is not None and model.config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
-        positions -= (model.config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
+    positions = position_limit(model.config)
     length = int(min(requested, limit if limit < 1e9 else math.inf, positions or math.inf))
     if length < requested:
         log.warning("max_length %d requested; the model takes at most %d tokens (positions %s, tokenizer "

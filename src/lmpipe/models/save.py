@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmpipe.io import atomic_path
-
-
-def position_limit(config: PretrainedConfig) -> int | None:
-    """The longest input the model's positions allow (n_positions / max_position_embeddings); None if unstated."""
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            if config.model_type in ("roberta", "roberta-prelayernorm", "xlm-roberta"):
-                value -= (config.pad_token_id or 0) + 1  # RoBERTa numbers positions from pad_token_id + 1
-            return value
-    return None
+from lmpipe.models.load import position_limit
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, path: str | Path) -> None:
