@@ -30,7 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoModelForTokenClassification,
+    PretrainedConfig,
+)
 
 from lmpipe.engine.accel.sparse_mlm import final_hidden_at
 from lmpipe.engine.objectives.base import IGNORE, row_uniforms
@@ -117,8 +121,6 @@ class ReplacedTokenDetection(MaskedLM):
 
 def build_pair(config: PretrainedConfig, generator_layers: int) -> GeneratorAndDiscriminator:
     """A discriminator of `config` (a masked-LM config of lmpipe.models.build) and its shallower generator."""
-    from transformers import AutoModelForMaskedLM, AutoModelForTokenClassification
-
     discriminator_config = copy.deepcopy(config)
     discriminator_config.num_labels = 1
     generator_config = copy.deepcopy(config)
@@ -131,8 +133,6 @@ def build_pair(config: PretrainedConfig, generator_layers: int) -> GeneratorAndD
 def discriminator_as_masked_lm(pair: GeneratorAndDiscriminator, config: PretrainedConfig) -> nn.Module:
     """A masked-LM model of `config` holding the discriminator's weights (all but its token classifier), the form
     a finetune section's base_model reads."""
-    from transformers import AutoModelForMaskedLM
-
     model = AutoModelForMaskedLM.from_config(config, attn_implementation="sdpa")
     weights = {k: v for k, v in pair.discriminator.state_dict().items() if not k.startswith("classifier.")}
     result = model.load_state_dict(weights, strict=False)

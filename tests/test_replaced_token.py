@@ -7,7 +7,11 @@ import pytest
 import torch
 from transformers import ModernBertConfig
 
-from bench.replaced_token import ReplacedTokenDetection, build_pair, discriminator_as_masked_lm
+from bench.replaced_token import (
+    ReplacedTokenDetection,
+    build_pair,
+    discriminator_as_masked_lm,
+)
 from lmpipe.engine.objectives.base import IGNORE
 from lmpipe.models.load import load_classifier
 
